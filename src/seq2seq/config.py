@@ -1,0 +1,457 @@
+"""Typed configuration: YAML -> a tree of frozen dataclasses, validated at load time.
+
+Every error names the dotted key at fault, the value found and what was expected, e.g.
+``model.encoder.hidden_size: expected an integer, got 'big' (str)``. Variants are tagged by a
+``kind`` field and resolved with one small dict per choice (no registries).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+SCHEMA_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A config value is unknown, of the wrong type or impossible; the message names the key."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The schema
+# ---------------------------------------------------------------------------------------------
+
+TokenizerKind = Literal["char", "word", "bpe", "unigram"]
+
+
+@dataclass(frozen=True)
+class SideConfig:
+    """Tokenization and vocabulary of one side (source or target)."""
+
+    tokenizer: TokenizerKind = "char"
+    vocab_size: int = 8000  # SentencePiece (bpe/unigram) model size
+    character_coverage: float = 1.0  # SentencePiece
+    min_freq: int = 1
+    max_size: int | None = None  # vocabulary cap (specials excluded)
+    lowercase: bool = False
+
+    def check(self, path: str) -> None:
+        _require(self.vocab_size >= 8, f"{path}.vocab_size", self.vocab_size, "an integer >= 8")
+        _require(
+            0.0 < self.character_coverage <= 1.0,
+            f"{path}.character_coverage",
+            self.character_coverage,
+            "a number in (0, 1]",
+        )
+        _require(self.min_freq >= 1, f"{path}.min_freq", self.min_freq, "an integer >= 1")
+        if self.max_size is not None:
+            _require(self.max_size >= 1, f"{path}.max_size", self.max_size, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: str = ""  # path prefix: PREFIX.SRC_SUFFIX / PREFIX.TGT_SUFFIX
+    dev: str = ""
+    src_suffix: str = "src"
+    tgt_suffix: str = "tgt"
+    src: SideConfig = field(default_factory=SideConfig)
+    tgt: SideConfig = field(default_factory=SideConfig)
+    joint: bool = False  # one tokenizer model and one vocabulary for both sides
+    drop_empty: bool = False  # otherwise an empty line is an error
+    max_len: int | None = None  # drop pairs longer than this (tokens, either side); None keeps all
+
+    def check(self, path: str) -> None:
+        _require(
+            bool(self.train), f"{path}.train", self.train, "a path prefix of the training files"
+        )
+        _require(bool(self.dev), f"{path}.dev", self.dev, "a path prefix of the dev files")
+        _require(
+            self.src_suffix != self.tgt_suffix,
+            f"{path}.tgt_suffix",
+            self.tgt_suffix,
+            "a suffix different from data.src_suffix",
+        )
+        if self.max_len is not None:
+            _require(self.max_len >= 1, f"{path}.max_len", self.max_len, "an integer >= 1 or null")
+        if self.joint and self.src != self.tgt:
+            raise ConfigError(
+                f"{path}.joint: true needs identical data.src and data.tgt settings "
+                f"(one tokenizer and vocabulary serve both), got src={self.src} tgt={self.tgt}"
+            )
+
+
+CellKind = Literal["lstm", "gru", "rnn"]
+
+
+@dataclass(frozen=True)
+class RNNEncoderConfig:
+    kind: Literal["rnn"] = "rnn"
+    cell: CellKind = "lstm"
+    embed_dim: int = 128
+    hidden_size: int = 256  # per direction
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.1  # between layers and on the outputs
+    embed_dropout: float = 0.1
+
+    def check(self, path: str) -> None:
+        _check_sizes(self, path)
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    kind: Literal["bahdanau", "luong_dot", "luong_general"] = "bahdanau"
+    hidden_size: int | None = None  # additive scorer's inner size; default: decoder hidden size
+
+    def check(self, path: str) -> None:
+        if self.hidden_size is not None:
+            _require(
+                self.hidden_size >= 1, f"{path}.hidden_size", self.hidden_size, "an integer >= 1"
+            )
+
+
+@dataclass(frozen=True)
+class RNNDecoderConfig:
+    kind: Literal["rnn"] = "rnn"
+    cell: CellKind = "lstm"
+    embed_dim: int = 128
+    hidden_size: int = 256
+    num_layers: int = 1
+    dropout: float = 0.1
+    embed_dropout: float = 0.1
+    input_feeding: bool = True
+    bridge: Literal["zero", "last", "mean", "linear"] = "linear"
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+
+    def check(self, path: str) -> None:
+        _check_sizes(self, path)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoder: RNNEncoderConfig = field(default_factory=RNNEncoderConfig)
+    decoder: RNNDecoderConfig = field(default_factory=RNNDecoderConfig)
+
+    def check(self, path: str) -> None:
+        enc, dec = self.encoder, self.decoder
+        enc_out = enc.hidden_size * (2 if enc.bidirectional else 1)
+        if dec.attention.kind == "luong_dot" and enc_out != dec.hidden_size:
+            raise ConfigError(
+                f"{path}.decoder.attention.kind: luong_dot needs encoder output size == decoder "
+                f"hidden size, got {enc_out} (model.encoder.hidden_size={enc.hidden_size}"
+                f"{' x 2 directions' if enc.bidirectional else ''}) and "
+                f"model.decoder.hidden_size={dec.hidden_size}; use luong_general or bahdanau"
+            )
+        if dec.bridge == "mean" and enc_out != dec.hidden_size:
+            raise ConfigError(
+                f"{path}.decoder.bridge: 'mean' copies the mean encoder state, so it needs encoder "
+                f"output size == decoder hidden size, got {enc_out} and {dec.hidden_size}; "
+                "use 'linear'"
+            )
+        if dec.bridge == "last" and (
+            enc_out != dec.hidden_size or enc.num_layers < dec.num_layers or enc.cell != dec.cell
+        ):
+            raise ConfigError(
+                f"{path}.decoder.bridge: 'last' copies the encoder's final states, so it needs the "
+                f"same cell ({enc.cell} vs {dec.cell}), encoder output size == decoder hidden size "
+                f"({enc_out} vs {dec.hidden_size}) and at least as many encoder layers "
+                f"({enc.num_layers} vs {dec.num_layers}); use 'linear'"
+            )
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    kind: Literal["adam"] = "adam"
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def check(self, path: str) -> None:
+        _require(self.lr > 0, f"{path}.lr", self.lr, "a number > 0")
+        for i, b in enumerate(self.betas):
+            _require(0.0 <= b < 1.0, f"{path}.betas[{i}]", b, "a number in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 1
+    batch_tokens: int | None = 4096  # token budget per batch (padded source+target tokens)
+    batch_size: int | None = None  # sentence-count mode (exclusive with batch_tokens)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    clip_norm: float | None = 1.0
+    label_smoothing: float = 0.1
+    max_steps: int | None = None
+    max_epochs: int | None = None
+    max_minutes: float | None = None
+    validate_every: int = 500
+    log_every: int = 50
+    metric: Literal["exact_match", "bleu", "chrf"] = "bleu"
+    valid_beam_size: int = 1
+    valid_max_len_ratio: float = 2.0  # decoding stops at ratio * source length + 10
+    threads: int | None = None  # torch intra-op threads; None leaves torch's default
+
+    def check(self, path: str) -> None:
+        if (self.batch_tokens is None) == (self.batch_size is None):
+            raise ConfigError(
+                f"{path}.batch_tokens / {path}.batch_size: set exactly one of them (the other to "
+                f"null), got batch_tokens={self.batch_tokens}, batch_size={self.batch_size}"
+            )
+        for name in ("batch_tokens", "batch_size", "max_steps", "max_epochs", "threads"):
+            v = getattr(self, name)
+            if v is not None:
+                _require(v >= 1, f"{path}.{name}", v, "an integer >= 1 or null")
+        if self.max_minutes is not None:
+            _require(self.max_minutes > 0, f"{path}.max_minutes", self.max_minutes, "a number > 0")
+        if self.max_steps is None and self.max_epochs is None and self.max_minutes is None:
+            raise ConfigError(
+                f"{path}: no stopping rule; set train.max_steps, train.max_epochs or train.max_minutes"
+            )
+        if self.clip_norm is not None:
+            _require(
+                self.clip_norm > 0, f"{path}.clip_norm", self.clip_norm, "a number > 0 or null"
+            )
+        _require(
+            0.0 <= self.label_smoothing < 1.0,
+            f"{path}.label_smoothing",
+            self.label_smoothing,
+            "a number in [0, 1)",
+        )
+        _require(
+            self.validate_every >= 1,
+            f"{path}.validate_every",
+            self.validate_every,
+            "an integer >= 1",
+        )
+        _require(self.log_every >= 1, f"{path}.log_every", self.log_every, "an integer >= 1")
+        _require(
+            self.valid_beam_size >= 1,
+            f"{path}.valid_beam_size",
+            self.valid_beam_size,
+            "an integer >= 1",
+        )
+        _require(
+            self.valid_max_len_ratio > 0,
+            f"{path}.valid_max_len_ratio",
+            self.valid_max_len_ratio,
+            "a number > 0",
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _check_sizes(cfg: Any, path: str) -> None:
+    for name in ("embed_dim", "hidden_size", "num_layers"):
+        v = getattr(cfg, name)
+        _require(v >= 1, f"{path}.{name}", v, "an integer >= 1")
+    for name in ("dropout", "embed_dropout"):
+        v = getattr(cfg, name)
+        _require(0.0 <= v < 1.0, f"{path}.{name}", v, "a number in [0, 1)")
+
+
+def _require(ok: bool, path: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{path}: expected {expected}, got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: dict -> dataclasses, strictly
+# ---------------------------------------------------------------------------------------------
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {len(typing.get_args(tp))} values"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return str(tp)
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin is Literal:
+        if value in typing.get_args(tp) and isinstance(value, str):
+            return value
+    elif origin in (Union, types.UnionType):
+        members = typing.get_args(tp)
+        variants = [m for m in members if dataclasses.is_dataclass(m)]
+        if len(variants) > 1:  # tagged variants: pick by `kind`
+            return _convert_variant(variants, value, path)
+        for m in members:
+            try:
+                return _convert(m, value, path)
+            except ConfigError:
+                continue
+    elif origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, (list, tuple)) and len(value) == len(args):
+            return tuple(
+                _convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value))
+            )
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return _build(tp, value, path)
+    else:  # pragma: no cover - schema error
+        raise TypeError(f"unsupported config type {tp} at {path}")
+    raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _convert_variant(variants: list[type], value: Any, path: str) -> Any:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'kind' key, got {value!r}")
+    by_kind = {typing.get_args(_hints(v)["kind"])[0]: v for v in variants}
+    kind = value.get("kind", next(iter(by_kind)))
+    if kind not in by_kind:
+        raise ConfigError(
+            f"{path}.kind: expected one of {', '.join(map(repr, by_kind))}, got {kind!r}"
+        )
+    return _build(by_kind[kind], value, path)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type, raw: dict, path: str) -> Any:
+    hints = _hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            where = f"{path}.{key}" if path else str(key)
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{where}: unknown key{hint} (known keys here: {', '.join(names)})")
+        kwargs[key] = _convert(hints[key], value, f"{path}.{key}" if path else key)
+    obj = cls(**kwargs)
+    check = getattr(obj, "check", None)
+    if check is not None:
+        check(path)
+    return obj
+
+
+def from_dict(raw: dict, source: str = "config") -> Config:
+    """Builds and validates a :class:`Config`; ``source`` names the file in error messages."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
+    try:
+        return _build(Config, raw, "")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def to_dict(cfg: Any) -> dict:
+    """The config as plain YAML/JSON-able data (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"a.b.c=value"`` -> (["a", "b", "c"], value parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. model.encoder.hidden_size=256")
+    key, text = item.split("=", 1)
+    keys = key.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"--set {item!r}: empty part in the dotted key {key!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from None
+    return keys, value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Sets each ``a.b=value`` in a (deep-copied) raw config dict; validation happens later."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = raw
+        for i, k in enumerate(keys[:-1]):
+            nxt = node.get(k)
+            if nxt is None:
+                nxt = node[k] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(
+                    f"--set {item!r}: {'.'.join(keys[: i + 1])} is {nxt!r}, not a mapping"
+                )
+            node = nxt
+        node[keys[-1]] = value
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    return {} if raw is None else raw
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Reads a YAML config, applies ``--set`` overrides and validates the result."""
+    raw = apply_overrides(read_yaml(path), overrides or [])
+    return from_dict(raw, source=str(path))

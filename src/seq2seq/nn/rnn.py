@@ -1,0 +1,259 @@
+"""RNN encoder and attentional RNN decoder (LSTM, GRU or vanilla RNN).
+
+The decoder follows Luong et al. 2015 (section 3, eq. 5-6): the recurrent state h_t queries the
+source, the context c_t and h_t are combined into the attentional state
+``h~_t = tanh(W_c [c_t; h_t])``, and ``p(y_t) = softmax(W_s h~_t)``. With input feeding (section
+3.3) h~_{t-1} is concatenated to the next input, so training must step; without it the recurrence
+runs fused over the whole target and attention is computed for all steps at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..data.vocab import PAD_ID
+from .attention import GlobalAttention
+from .types import EncoderOutput
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+def _check_cell(cell: str) -> type[nn.RNNBase]:
+    if cell not in CELLS:
+        raise ValueError(f"unknown RNN cell {cell!r}; expected one of {', '.join(CELLS)}")
+    return CELLS[cell]
+
+
+class RNNEncoder(nn.Module):
+    """Embeds and encodes a padded source batch over packed sequences.
+
+    Output size is ``hidden_size * (2 if bidirectional else 1)``; forward and backward states are
+    concatenated per position and, for the final states, per layer.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        cell: str = "lstm",
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+        embed_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.rnn = _check_cell(cell)(
+            embed_dim,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.num_layers = num_layers
+        self.num_directions = 2 if bidirectional else 1
+        self.output_size = hidden_size * self.num_directions
+
+    def forward(self, src: Tensor, src_mask: Tensor) -> EncoderOutput:
+        """src, src_mask: (B, S) -> states (B, S, D*H), final states each (L, B, D*H)."""
+        lengths = src_mask.sum(dim=1)
+        x = self.embed_dropout(self.embed(src))  # (B, S, E)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, final = self.rnn(packed)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        finals = final if isinstance(final, tuple) else (final,)
+        return EncoderOutput(
+            states=self.dropout(states),
+            mask=src_mask,
+            final=tuple(self._merge_directions(f) for f in finals),
+        )
+
+    def _merge_directions(self, h: Tensor) -> Tensor:
+        """(L*D, B, H) -> (L, B, D*H)."""
+        layers, directions = self.num_layers, self.num_directions
+        h = h.view(layers, directions, h.size(1), h.size(2))
+        return torch.cat([h[:, d] for d in range(directions)], dim=-1)
+
+
+@dataclass
+class RNNDecoderState:
+    """Everything an RNN decoder step needs, explicitly.
+
+    hidden, cell: (L, B, H) (cell only for LSTM); feed: (B, H) last attentional state (input
+    feeding); memory: (B, S, Hm); keys: (B, S, K) precomputed by the scorer; mask: (B, S);
+    attention: (B, S) weights of the last step; step: how many steps were taken.
+    """
+
+    hidden: Tensor
+    cell: Tensor | None
+    feed: Tensor
+    memory: Tensor
+    keys: Tensor
+    mask: Tensor
+    attention: Tensor | None = None
+    step: int = 0
+
+    def select(self, index: Tensor) -> RNNDecoderState:
+        def rows(t: Tensor | None, dim: int = 0) -> Tensor | None:
+            return None if t is None else t.index_select(dim, index)
+
+        return RNNDecoderState(
+            hidden=rows(self.hidden, 1),
+            cell=rows(self.cell, 1),
+            feed=rows(self.feed),
+            memory=rows(self.memory),
+            keys=rows(self.keys),
+            mask=rows(self.mask),
+            attention=rows(self.attention),
+            step=self.step,
+        )
+
+
+class RNNDecoder(nn.Module):
+    """Attentional RNN decoder with optional input feeding and an encoder-to-decoder bridge.
+
+    bridge: ``zero`` (zeros), ``last`` (the encoder's final states, layer by layer; same cell and
+    size), ``mean`` (masked mean of encoder states in every layer; same size), ``linear``
+    (``tanh(W [final top-layer state])`` per layer, any sizes).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        hidden_size: int,
+        memory_size: int,
+        attention: GlobalAttention,
+        num_layers: int = 1,
+        cell: str = "lstm",
+        dropout: float = 0.0,
+        embed_dropout: float = 0.0,
+        input_feeding: bool = True,
+        bridge: str = "linear",
+    ) -> None:
+        super().__init__()
+        if bridge not in ("zero", "last", "mean", "linear"):
+            raise ValueError(f"unknown bridge {bridge!r}; expected zero, last, mean or linear")
+        if bridge in ("last", "mean") and memory_size != hidden_size:
+            raise ValueError(
+                f"bridge {bridge!r} needs memory size {memory_size} == hidden size {hidden_size}"
+            )
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.is_lstm = cell == "lstm"
+        self.rnn = _check_cell(cell)(
+            embed_dim + (hidden_size if input_feeding else 0),
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.attention = attention
+        self.combine = nn.Linear(memory_size + hidden_size, hidden_size, bias=False)  # W_c, eq. 5
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(hidden_size, vocab_size)  # W_s, eq. 6
+        self.bridge = bridge
+        if bridge == "linear":
+            self.bridge_hidden = nn.Linear(memory_size, num_layers * hidden_size)
+            self.bridge_cell = (
+                nn.Linear(memory_size, num_layers * hidden_size) if self.is_lstm else None
+            )
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.input_feeding = input_feeding
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def init_state(self, enc: EncoderOutput) -> RNNDecoderState:
+        batch = enc.states.size(0)
+        layers, size = self.num_layers, self.hidden_size
+        zeros = enc.states.new_zeros(layers, batch, size)
+        if self.bridge == "zero":
+            hidden, cell = zeros, zeros if self.is_lstm else None
+        elif self.bridge == "last":
+            if enc.final is None or len(enc.final) != (2 if self.is_lstm else 1):
+                raise ValueError("bridge 'last' needs an RNN encoder with the same cell type")
+            hidden = enc.final[0][-layers:].contiguous()
+            cell = enc.final[1][-layers:].contiguous() if self.is_lstm else None
+        elif self.bridge == "mean":
+            hidden = self._mean(enc).unsqueeze(0).expand(layers, -1, -1).contiguous()
+            cell = zeros if self.is_lstm else None
+        else:
+            summary = enc.final[0][-1] if enc.final is not None else self._mean(enc)  # (B, Hm)
+            hidden = self._spread(torch.tanh(self.bridge_hidden(summary)))
+            cell = self._spread(torch.tanh(self.bridge_cell(summary))) if self.is_lstm else None
+        return RNNDecoderState(
+            hidden=hidden,
+            cell=cell,
+            feed=enc.states.new_zeros(batch, size),
+            memory=enc.states,
+            keys=self.attention.prepare(enc.states),
+            mask=enc.mask,
+        )
+
+    @staticmethod
+    def _mean(enc: EncoderOutput) -> Tensor:
+        m = enc.mask.unsqueeze(-1).to(enc.states.dtype)
+        return (enc.states * m).sum(1) / m.sum(1)
+
+    def _spread(self, x: Tensor) -> Tensor:
+        """(B, L*H) -> (L, B, H)."""
+        return x.view(x.size(0), self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
+
+    # -- computation ------------------------------------------------------------------------------
+
+    def _recur(self, x: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor, Tensor | None]:
+        """x (B, T, In) -> outputs (B, T, H) and the new hidden (and cell)."""
+        if self.is_lstm:
+            out, (h, c) = self.rnn(x, (state.hidden, state.cell))
+            return out, h, c
+        out, h = self.rnn(x, state.hidden)
+        return out, h, None
+
+    def _attend(self, out: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor]:
+        """out (B, T, H) -> attentional states h~ (B, T, H) after dropout, weights (B, T, S)."""
+        context, weights = self.attention(out, state.keys, state.memory, state.mask)
+        att = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))
+        return self.dropout(att), weights
+
+    def decode_step(self, prev: Tensor, state: RNNDecoderState) -> tuple[Tensor, RNNDecoderState]:
+        """prev (B,) ids -> logits (B, V) and a new state (weights on ``state.attention``)."""
+        x = self.embed_dropout(self.embed(prev)).unsqueeze(1)  # (B, 1, E)
+        if self.input_feeding:
+            x = torch.cat([x, state.feed.unsqueeze(1)], dim=-1)
+        out, h, c = self._recur(x, state)
+        att, weights = self._attend(out, state)
+        new = replace(
+            state,
+            hidden=h,
+            cell=c,
+            feed=att.squeeze(1),
+            attention=weights.squeeze(1),
+            step=state.step + 1,
+        )
+        return self.output(att.squeeze(1)), new
+
+    def forward(self, tgt_in: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor]:
+        """Teacher forcing: tgt_in (B, T) -> logits (B, T, V), attention (B, T, S)."""
+        emb = self.embed_dropout(self.embed(tgt_in))  # (B, T, E)
+        if not self.input_feeding:
+            out, _, _ = self._recur(emb, state)
+            att, weights = self._attend(out, state)
+            return self.output(att), weights
+        atts, weights = [], []
+        for t in range(emb.size(1)):
+            x = torch.cat([emb[:, t : t + 1], state.feed.unsqueeze(1)], dim=-1)
+            out, h, c = self._recur(x, state)
+            att, w = self._attend(out, state)
+            state = replace(state, hidden=h, cell=c, feed=att.squeeze(1))
+            atts.append(att)
+            weights.append(w)
+        return self.output(torch.cat(atts, dim=1)), torch.cat(weights, dim=1)

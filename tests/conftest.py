@@ -1,0 +1,68 @@
+"""Shared helpers: tiny models built through the real config path, and small corpora on disk."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq.build import build_model
+from seq2seq.config import AttentionConfig, ModelConfig, RNNDecoderConfig, RNNEncoderConfig
+from seq2seq.data.batching import make_batch
+
+
+def tiny_model(
+    attention: str = "bahdanau",
+    input_feeding: bool = True,
+    cell: str = "lstm",
+    bridge: str = "linear",
+    bidirectional: bool = True,
+    num_layers: int = 1,
+    src_vocab: int = 13,
+    tgt_vocab: int = 11,
+    seed: int = 0,
+) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    enc_hidden = 8 if bidirectional else 16
+    cfg = ModelConfig(
+        encoder=RNNEncoderConfig(
+            cell=cell,
+            embed_dim=6,
+            hidden_size=enc_hidden,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+        ),
+        decoder=RNNDecoderConfig(
+            cell=cell,
+            embed_dim=5,
+            hidden_size=16,
+            num_layers=num_layers,
+            input_feeding=input_feeding,
+            bridge=bridge,
+            attention=AttentionConfig(kind=attention),
+        ),
+    )
+    cfg.check("model")
+    return build_model(cfg, src_vocab, tgt_vocab).eval()
+
+
+def replace_cfg(obj, **changes):
+    return dataclasses.replace(obj, **changes)
+
+
+@pytest.fixture
+def batch():
+    """Three sentences of different lengths, so rows 1 and 2 carry padding."""
+    src = [[4, 5, 6, 7, 8, 9], [10, 11], [5, 12, 4]]
+    tgt = [[4, 5, 6, 7], [8], [9, 10, 4, 5, 6]]
+    return make_batch(src, tgt, [0, 1, 2])
+
+
+def write_corpus(directory: Path, name: str, pairs: list[tuple[str, str]]) -> str:
+    """Writes NAME.src / NAME.tgt and returns the prefix."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.src").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
+    (directory / f"{name}.tgt").write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
+    return str(directory / name)

@@ -1,0 +1,72 @@
+"""System tests: train the built-in tasks from an empty working directory, as a new user would,
+and check the accuracy bars of the core issue (2 CPU threads; minutes each)."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def seq2seq(*args: str, cwd: Path) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "seq2seq", *args], cwd=cwd, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.parametrize("task,bar", [("reverse", 0.95), ("dates", 0.90)])
+def test_example_config_trains_task_to_bar_within_five_minutes(tmp_path, task, bar):
+    seq2seq("data", "task", task, "--out", f"data/{task}", cwd=tmp_path)
+    start = time.monotonic()
+    seq2seq(
+        "train", str(REPO / "configs" / f"{task}_rnn.yaml"), "--out", "runs/r", "-q", cwd=tmp_path
+    )
+    minutes = (time.monotonic() - start) / 60
+    assert minutes < 5, f"training took {minutes:.1f} min"
+    result = json.loads(
+        seq2seq(
+            "evaluate",
+            "runs/r",
+            "--src",
+            f"data/{task}/test.src",
+            "--ref",
+            f"data/{task}/test.tgt",
+            "--json",
+            cwd=tmp_path,
+        )
+    )
+    assert result["sentences"] == 1000
+    assert result["exact_match"] >= bar, result
+
+
+def test_quickstart_learns_dates(tmp_path):
+    start = time.monotonic()
+    out = seq2seq("quickstart", "-q", cwd=tmp_path)
+    assert (time.monotonic() - start) / 60 < 10
+    expected = {
+        "March 3, 2017": "2017-03-03",
+        "3 Feb 1999": "1999-02-03",
+        "Tuesday, July 4, 2023": "2023-07-04",
+        "12/25/2001": "2001-12-25",
+        "14.07.1989": "1989-07-14",
+        "1st of May 2020": "2020-05-01",
+    }
+    for src, iso in expected.items():
+        assert f"{src:28s} -> {iso}" in out, out
+    assert "seq2seq translate quickstart/runs/dates" in out
+    translated = subprocess.run(
+        [sys.executable, "-m", "seq2seq", "translate", "quickstart/runs/dates"],
+        input="June 5, 2011\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    )
+    assert translated.stdout == "2011-06-05\n"
