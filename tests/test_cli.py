@@ -162,7 +162,19 @@ def test_evaluate_json(trained, capsys):
         == 0
     )
     result = json.loads(capsys.readouterr().out)
-    assert set(result) >= {"bleu", "chrf", "exact_match", "bleu_signature", "sentences"}
+    assert set(result) >= {
+        "bleu",
+        "chrf",
+        "ter",
+        "exact_match",
+        "wer",
+        "cer",
+        "ppl",
+        "bleu_signature",
+        "chrf_signature",
+        "ter_signature",
+        "sentences",
+    }
     assert result["sentences"] == 20
     assert result["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
 
@@ -173,8 +185,170 @@ def test_missing_checkpoint_error(tmp_path, capsys):
 
 
 def test_every_subcommand_has_help():
-    for cmd in (["train"], ["translate"], ["evaluate"], ["data", "task"], ["quickstart"], []):
+    for cmd in (
+        ["train"],
+        ["translate"],
+        ["evaluate"],
+        ["score"],
+        ["data", "task"],
+        ["quickstart"],
+        [],
+    ):
         proc = subprocess.run(
             [sys.executable, "-m", "seq2seq", *cmd, "--help"], capture_output=True, text=True
         )
         assert proc.returncode == 0 and "usage: seq2seq" in proc.stdout
+
+
+def _translate(run, *args, stdin="abc\nxyz\nqq\n"):
+    proc = subprocess.run(
+        [sys.executable, "-m", "seq2seq", "translate", str(run), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_n_best_lines_with_scores(trained):
+    _, _, run = trained
+    out = _translate(run, "--beam-size", "4", "--n-best", "3").splitlines()
+    assert len(out) == 9  # 3 inputs x 3 hypotheses
+    for group in (out[0:3], out[3:6], out[6:9]):
+        scores = [float(line.split("\t")[1]) for line in group]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_json_output_with_attention(trained):
+    _, _, run = trained
+    lines = _translate(run, "--json", "--with-attention", "--n-best", "2", "--beam-size", "2")
+    objs = [json.loads(line) for line in lines.splitlines()]
+    assert [o["source"] for o in objs] == ["abc", "xyz", "qq"]
+    first = objs[0]
+    assert {"translation", "score", "log_prob", "tokens", "attention", "n_best"} <= set(first)
+    assert len(first["n_best"]) == 2 and first["n_best"][0]["translation"] == first["translation"]
+    assert len(first["attention"]) == len(first["tokens"]) + 1  # one row per step, EOS included
+    assert len(first["attention"][0]) == 4  # a b c <eos>
+
+
+def test_sampling_is_repeatable_with_a_seed(trained):
+    _, _, run = trained
+    args = ["--sample", "--num-samples", "3", "--temperature", "2.0", "--seed"]
+    a = _translate(run, *args, "7")
+    assert a == _translate(run, *args, "7")
+    assert len(a.splitlines()) == 9
+    assert a != _translate(run, *args, "8")
+    greedy = _translate(run, "--beam-size", "1")
+    top1 = _translate(run, "--sample", "--top-k", "1", "--seed", "1")
+    assert top1 == greedy
+
+
+def test_interactive_answers_each_line(trained):
+    _, _, run = trained
+    assert len(_translate(run, "--interactive", "--beam-size", "1").splitlines()) == 3
+
+
+def test_ensemble_and_quantized_translation(trained):
+    _, _, run = trained
+    single = _translate(run / "last.pt", "--beam-size", "1")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seq2seq",
+            "translate",
+            str(run / "last.pt"),
+            str(run / "last.pt"),
+            "--beam-size",
+            "1",
+        ],
+        input="abc\nxyz\nqq\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert proc.stdout == single  # an ensemble of one model twice is that model
+    assert len(_translate(run, "--quantize", "int8").splitlines()) == 3
+
+
+def test_ensemble_refuses_different_vocabularies(trained, tmp_path, capsys):
+    work, _, run = trained
+    other = tmp_path / "data"
+    assert (
+        main(
+            [
+                "data",
+                "task",
+                "dates",
+                "--out",
+                str(other),
+                "--train",
+                "50",
+                "--dev",
+                "5",
+                "--test",
+                "5",
+            ]
+        )
+        == 0
+    )
+    code = main(
+        [
+            "train",
+            str(CONFIGS / "dates_rnn.yaml"),
+            "--out",
+            str(tmp_path / "r"),
+            "-q",
+            "--set",
+            f"data.train={other}/train",
+            "--set",
+            f"data.dev={other}/dev",
+            "--set",
+            "train.max_steps=1",
+            "--set",
+            "model.encoder.hidden_size=8",
+            "--set",
+            "model.decoder.hidden_size=8",
+        ]
+    )
+    assert code == 0
+    capsys.readouterr()
+    assert main(["translate", str(run), str(tmp_path / "r"), "--input", f"{other}/dev.src"]) == 2
+    assert "cannot ensemble with" in capsys.readouterr().err
+
+
+def test_score_matches_beam_scores(trained, capsys):
+    work, data, run = trained
+    hyp_file = work / "n1.txt"
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "translate",
+                str(run),
+                "--input",
+                f"{data}/test.src",
+                "--json",
+                "--beam-size",
+                "3",
+                "--output",
+                str(hyp_file),
+            ]
+        )
+        == 0
+    )
+    objs = [json.loads(line) for line in hyp_file.read_text().splitlines()]
+    refs = work / "hyp.tgt"
+    refs.write_text("".join(o["translation"] + "\n" for o in objs))
+    capsys.readouterr()
+    assert main(["score", str(run), "--src", f"{data}/test.src", "--ref", str(refs)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == len(objs)
+    for line, obj in zip(lines, objs):
+        log_prob, ppl = map(float, line.split("\t"))
+        assert log_prob == pytest.approx(obj["log_prob"], abs=1e-3)
+        n = len(obj["tokens"]) + 1
+        assert ppl == pytest.approx(__import__("math").exp(-log_prob / n), rel=1e-4)
+    assert "perplexity" in captured.err

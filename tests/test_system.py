@@ -44,6 +44,23 @@ def test_example_config_trains_task_to_bar_within_five_minutes(tmp_path, task, b
     )
     assert result["sentences"] == 1000
     assert result["exact_match"] >= bar, result
+    # int8 dynamic quantization changes (almost) no output
+    outputs = {}
+    for name, extra in (("float", []), ("int8", ["--quantize", "int8"])):
+        seq2seq(
+            "translate",
+            "runs/r",
+            "--input",
+            f"data/{task}/test.src",
+            "--output",
+            name,
+            "-q",
+            *extra,
+            cwd=tmp_path,
+        )
+        outputs[name] = (tmp_path / name).read_text().splitlines()
+    same = sum(a == b for a, b in zip(outputs["float"], outputs["int8"])) / 1000
+    assert same >= 0.99, same
 
 
 def test_quickstart_learns_dates(tmp_path):

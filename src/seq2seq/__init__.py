@@ -8,11 +8,11 @@ translator.translate(["March 3, 2017"], beam_size=5)
 __version__ = "0.1.0"
 
 
-def load(path, device="cpu"):
+def load(path, device="cpu", quantize_to=None):
     """A :class:`seq2seq.translator.Translator` from a run directory or checkpoint file."""
     from .translator import load as _load
 
-    return _load(path, device)
+    return _load(path, device, quantize_to)
 
 
 __all__ = ["__version__", "load"]

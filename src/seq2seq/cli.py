@@ -9,8 +9,12 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .search import SearchOptions
 
 log = logging.getLogger("seq2seq")
 
@@ -108,18 +112,89 @@ def _read_input(path: str | None) -> list[str]:
     return read_lines(path)
 
 
-def cmd_translate(args: argparse.Namespace) -> int:
+def _search_options(args: argparse.Namespace) -> SearchOptions:
+    from .search import SearchOptions
+
+    return SearchOptions(
+        beam_size=args.beam_size,
+        n_best=args.n_best or 1,
+        max_len_ratio=args.max_len_ratio,
+        max_len_offset=args.max_len_offset,
+        max_len=args.max_len,
+        min_len=args.min_len,
+        min_len_ratio=args.min_len_ratio,
+        ban_unk=args.ban_unk,
+        no_repeat_ngram=args.no_repeat_ngram,
+        length_penalty=args.length_penalty,
+        alpha=args.alpha,
+        coverage_beta=args.coverage_penalty,
+        sample=args.sample,
+        num_samples=args.num_samples,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+
+
+def _load_translator(args: argparse.Namespace):
+    import torch
+
     from .translator import load
 
-    translator = load(args.checkpoint)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return load(args.checkpoint, quantize_to=args.quantize)
+
+
+def _format(translator, source: str, nbest: list, args: argparse.Namespace) -> str:
+    """The output lines for one input: the translation; with --n-best or several samples, one
+    ``translation<TAB>score`` line per hypothesis; with --json, one JSON object."""
+    if args.json:
+
+        def entry(h) -> dict:
+            e = {
+                "translation": translator.detokenize(h.tokens),
+                "score": h.score,
+                "log_prob": h.log_prob,
+                "tokens": translator.tgt_vocab.decode(h.tokens),
+            }
+            if args.with_attention and h.attention is not None:
+                e["attention"] = [[round(x, 5) for x in row] for row in h.attention.tolist()]
+            return e
+
+        obj = {"source": source, **entry(nbest[0])}
+        if len(nbest) > 1:
+            obj["n_best"] = [entry(h) for h in nbest]
+        return json.dumps(obj, ensure_ascii=False) + "\n"
+    if args.n_best is not None or len(nbest) > 1:
+        return "".join(f"{translator.detokenize(h.tokens)}\t{h.score:.6f}\n" for h in nbest)
+    return translator.detokenize(nbest[0].tokens) + "\n"
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    options = _search_options(args)
+    translator = _load_translator(args)
+    attention = bool(args.json and args.with_attention)
+    if args.interactive:
+        tty = sys.stdin.isatty()
+        while True:
+            if tty:
+                print("> ", end="", file=sys.stderr, flush=True)
+            line = sys.stdin.readline()
+            if not line:
+                break
+            source = line.rstrip("\n")
+            nbest = translator.hypotheses([source], options, 1, attention)[0]
+            sys.stdout.write(_format(translator, source, nbest, args))
+            sys.stdout.flush()
+        return 0
     lines = _read_input(args.input)
-    outputs = translator.translate(
-        lines,
-        beam_size=args.beam_size,
-        batch_size=args.batch_size,
-        max_len_ratio=args.max_len_ratio,
+    progress = not args.quiet and (args.output is not None or not sys.stdout.isatty())
+    nbests = translator.hypotheses(
+        lines, options, args.batch_size, attention, progress=progress and sys.stderr.isatty()
     )
-    text = "".join(o + "\n" for o in outputs)
+    text = "".join(_format(translator, src, nb, args) for src, nb in zip(lines, nbests))
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
@@ -127,22 +202,48 @@ def cmd_translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from .data.corpus import read_parallel
+    from .metrics import perplexity
+
+    pairs = read_parallel(args.src, args.ref)
+    translator = _load_translator(args)
+    scores = translator.score([s for s, _ in pairs], [r for _, r in pairs], args.batch_size)
+    out = []
+    for lp, n in scores:
+        if args.json:
+            out.append(json.dumps({"log_prob": lp, "tokens": n, "ppl": perplexity(lp, n)}) + "\n")
+        else:
+            out.append(f"{lp:.6f}\t{perplexity(lp, n):.6f}\n")
+    sys.stdout.write("".join(out))
+    total, tokens = sum(lp for lp, _ in scores), sum(n for _, n in scores)
+    print(
+        f"{len(scores)} sentences, {tokens} tokens, log-probability {total:.4f}, "
+        f"perplexity {perplexity(total, tokens):.4f}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import metrics
     from .data.corpus import read_parallel
-    from .translator import load
 
     pairs = read_parallel(args.src, args.ref)
-    translator = load(args.checkpoint)
+    options = _search_options(args)
+    translator = _load_translator(args)
+    sources, refs = [s for s, _ in pairs], [r for _, r in pairs]
     start = time.perf_counter()
-    hyps = translator.translate(
-        [s for s, _ in pairs],
-        beam_size=args.beam_size,
-        batch_size=args.batch_size,
-        max_len_ratio=args.max_len_ratio,
+    nbests = translator.hypotheses(
+        sources, options, args.batch_size, progress=not args.quiet and sys.stderr.isatty()
     )
-    result = metrics.evaluate(hyps, [r for _, r in pairs])
-    result["seconds"] = round(time.perf_counter() - start, 3)
+    seconds = time.perf_counter() - start
+    hyps = [translator.detokenize(n[0].tokens) for n in nbests]
+    result: dict = metrics.evaluate(hyps, refs)
+    scored = translator.score(sources, refs, args.batch_size)
+    result["ppl"] = metrics.perplexity(sum(lp for lp, _ in scored), sum(n for _, n in scored))
+    result["seconds"] = round(seconds, 3)
+    result["sentences_per_second"] = round(len(sources) / seconds, 2) if seconds else None
     if args.output:
         Path(args.output).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     if args.json:
@@ -150,7 +251,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(f"BLEU        {result['bleu']:.2f}  ({result['bleu_signature']})")
         print(f"chrF        {result['chrf']:.2f}  ({result['chrf_signature']})")
+        print(f"TER         {result['ter']:.2f}  ({result['ter_signature']})")
         print(f"exact match {result['exact_match']:.4f}  ({result['sentences']} sentences)")
+        print(f"WER         {result['wer']:.4f}   CER {result['cer']:.4f}")
+        print(f"perplexity  {result['ppl']:.4f}  (of the references)")
     return 0
 
 
@@ -239,29 +343,96 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train)
 
-    def decoding_options(sp: argparse.ArgumentParser) -> None:
+    def model_options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
             "checkpoint",
             metavar="RUN_DIR_OR_CHECKPOINT",
-            help="a checkpoint file, or a run directory (uses best.pt, else last.pt)",
+            nargs="+",
+            help="a checkpoint file, or a run directory (uses best.pt, else last.pt); "
+            "several: an ensemble (same vocabularies), log-probabilities averaged",
         )
-        sp.add_argument("--beam-size", type=int, default=5, help="1 = greedy (default: 5)")
         sp.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
-        sp.add_argument(
+        sp.add_argument("--quantize", choices=["int8"], help="CPU dynamic quantization")
+        sp.add_argument("--threads", type=int, help="torch CPU threads")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    def decoding_options(sp: argparse.ArgumentParser) -> None:
+        model_options(sp)
+        g = sp.add_argument_group("search")
+        g.add_argument("--beam-size", type=int, default=5, help="1 = greedy (default: 5)")
+        g.add_argument(
+            "--n-best", type=int, help="print the K best with scores (K lines per input)"
+        )
+        g.add_argument("--max-len", type=int, default=512, help="absolute output limit (tokens)")
+        g.add_argument(
             "--max-len-ratio",
             type=float,
             default=2.0,
-            help="outputs stop at RATIO * source length + 10 tokens",
+            help="outputs stop at RATIO * source length + OFFSET tokens",
         )
+        g.add_argument("--max-len-offset", type=int, default=10)
+        g.add_argument("--min-len", type=int, default=0, help="no <eos> before this many tokens")
+        g.add_argument(
+            "--min-len-ratio",
+            type=float,
+            default=0.0,
+            help="no <eos> before RATIO * source length tokens",
+        )
+        g.add_argument("--ban-unk", action="store_true", help="never output <unk>")
+        g.add_argument(
+            "--no-repeat-ngram",
+            type=int,
+            default=0,
+            metavar="N",
+            help="never repeat an n-gram of this size",
+        )
+        g.add_argument(
+            "--length-penalty",
+            choices=["norm", "gnmt"],
+            default="norm",
+            help="norm: log_prob / length**alpha; gnmt: Wu et al. 2016",
+        )
+        g.add_argument("--alpha", type=float, default=1.0, help="length penalty strength")
+        g.add_argument(
+            "--coverage-penalty",
+            type=float,
+            default=0.0,
+            metavar="BETA",
+            help="GNMT coverage penalty weight",
+        )
+        g = sp.add_argument_group("sampling")
+        g.add_argument("--sample", action="store_true", help="sample instead of searching")
+        g.add_argument("--num-samples", type=int, default=1, help="samples per input")
+        g.add_argument("--temperature", type=float, default=1.0)
+        g.add_argument("--top-k", type=int, default=0, help="sample among the K best (0: all)")
+        g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+        g.add_argument("--seed", type=int, help="sampling seed (repeatable output)")
 
-    tl = sub.add_parser("translate", help="translate text with a trained model")
+    tl = sub.add_parser("translate", help="translate text with a trained model or an ensemble")
     decoding_options(tl)
     tl.add_argument("--input", help="input file, one sentence per line (default: stdin)")
     tl.add_argument("--output", help="output file (default: stdout)")
+    tl.add_argument(
+        "--interactive",
+        action="store_true",
+        help="translate each line typed at the prompt as soon as it is entered",
+    )
+    tl.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per input: translation, score, tokens (and n_best)",
+    )
+    tl.add_argument(
+        "--with-attention",
+        action="store_true",
+        help="with --json: include the attention weights (target x source)",
+    )
     tl.set_defaults(func=cmd_translate)
 
     ev = sub.add_parser(
-        "evaluate", help="translate a test set and score it (BLEU, chrF, exact match)"
+        "evaluate",
+        help="translate a test set and score it (BLEU, chrF, TER, "
+        "exact match, WER, CER, perplexity)",
     )
     decoding_options(ev)
     ev.add_argument("--src", required=True, help="source file")
@@ -269,6 +440,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", help="also write the translations to this file")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=cmd_evaluate)
+
+    sc = sub.add_parser(
+        "score", help="force-decode references: per-sentence log-probability and perplexity"
+    )
+    model_options(sc)
+    sc.add_argument("--src", required=True, help="source file")
+    sc.add_argument("--ref", required=True, help="target file to score, aligned with --src")
+    sc.add_argument("--json", action="store_true", help="one JSON object per line")
+    sc.set_defaults(func=cmd_score)
 
     da = sub.add_parser("data", help="data utilities")
     dsub = da.add_subparsers(dest="data_command", required=True, metavar="COMMAND")

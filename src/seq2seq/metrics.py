@@ -1,10 +1,21 @@
-"""Evaluation metrics on detokenized text: sacreBLEU BLEU and chrF (with signatures), exact match."""
+"""Evaluation metrics on detokenized text: sacreBLEU BLEU, chrF and TER (with their signatures),
+exact match, word and character error rates (jiwer), and perplexity."""
 
 from __future__ import annotations
 
-from sacrebleu.metrics import BLEU, CHRF
+import math
 
-HIGHER_IS_BETTER = {"bleu": True, "chrf": True, "exact_match": True}
+import jiwer
+from sacrebleu.metrics import BLEU, CHRF, TER
+
+HIGHER_IS_BETTER = {
+    "bleu": True,
+    "chrf": True,
+    "exact_match": True,
+    "ter": False,
+    "wer": False,
+    "cer": False,
+}
 
 
 def _check(hyps: list[str], refs: list[str]) -> None:
@@ -12,18 +23,24 @@ def _check(hyps: list[str], refs: list[str]) -> None:
         raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
 
 
+def _sacrebleu(metric: BLEU | CHRF | TER, hyps: list[str], refs: list[str]) -> tuple[float, str]:
+    _check(hyps, refs)
+    return metric.corpus_score(hyps, [refs]).score, str(metric.get_signature())
+
+
 def bleu(hyps: list[str], refs: list[str]) -> tuple[float, str]:
     """Corpus BLEU (sacreBLEU defaults: 13a tokenization, cased) and its signature."""
-    _check(hyps, refs)
-    metric = BLEU()
-    return metric.corpus_score(hyps, [refs]).score, str(metric.get_signature())
+    return _sacrebleu(BLEU(), hyps, refs)
 
 
 def chrf(hyps: list[str], refs: list[str]) -> tuple[float, str]:
     """Corpus chrF (sacreBLEU defaults) and its signature."""
-    _check(hyps, refs)
-    metric = CHRF()
-    return metric.corpus_score(hyps, [refs]).score, str(metric.get_signature())
+    return _sacrebleu(CHRF(), hyps, refs)
+
+
+def ter(hyps: list[str], refs: list[str]) -> tuple[float, str]:
+    """Corpus TER (sacreBLEU defaults; lower is better) and its signature."""
+    return _sacrebleu(TER(), hyps, refs)
 
 
 def exact_match(hyps: list[str], refs: list[str]) -> float:
@@ -34,27 +51,55 @@ def exact_match(hyps: list[str], refs: list[str]) -> float:
     return sum(h.strip() == r.strip() for h, r in zip(hyps, refs)) / len(refs)
 
 
-def evaluate(hyps: list[str], refs: list[str]) -> dict[str, float | str]:
-    """All metrics at once: bleu, chrf, exact_match and the two sacreBLEU signatures."""
+def wer(hyps: list[str], refs: list[str]) -> float:
+    """Word error rate: word-level edit distance / reference words, over the corpus."""
+    _check(hyps, refs)
+    return float(jiwer.wer(refs, hyps)) if refs else 0.0
+
+
+def cer(hyps: list[str], refs: list[str]) -> float:
+    """Character error rate: character-level edit distance / reference characters."""
+    _check(hyps, refs)
+    return float(jiwer.cer(refs, hyps)) if refs else 0.0
+
+
+def perplexity(total_log_prob: float, num_tokens: int) -> float:
+    """``exp(-total_log_prob / num_tokens)`` (natural log; tokens include ``<eos>``)."""
+    return math.exp(-total_log_prob / num_tokens) if num_tokens else float("nan")
+
+
+def evaluate(hyps: list[str], refs: list[str]) -> dict[str, float | str | int]:
+    """All text metrics at once, with the sacreBLEU signatures."""
     b, b_sig = bleu(hyps, refs)
     c, c_sig = chrf(hyps, refs)
+    t, t_sig = ter(hyps, refs)
     return {
         "bleu": b,
         "chrf": c,
+        "ter": t,
         "exact_match": exact_match(hyps, refs),
+        "wer": wer(hyps, refs),
+        "cer": cer(hyps, refs),
         "bleu_signature": b_sig,
         "chrf_signature": c_sig,
+        "ter_signature": t_sig,
         "sentences": len(refs),
     }
 
 
 def score(name: str, hyps: list[str], refs: list[str]) -> float:
-    """One metric by name (bleu | chrf | exact_match); higher is better for all of them."""
+    """One metric by name; see ``HIGHER_IS_BETTER`` for its direction."""
     match name:
         case "bleu":
             return bleu(hyps, refs)[0]
         case "chrf":
             return chrf(hyps, refs)[0]
+        case "ter":
+            return ter(hyps, refs)[0]
         case "exact_match":
             return exact_match(hyps, refs)
+        case "wer":
+            return wer(hyps, refs)
+        case "cer":
+            return cer(hyps, refs)
     raise ValueError(f"unknown metric {name!r}")

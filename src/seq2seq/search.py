@@ -1,29 +1,39 @@
-"""Greedy and beam search, written once against the decode contract of :mod:`seq2seq.model`.
+"""Greedy, beam and sampling search, written once against the decode contract of
+:mod:`seq2seq.model`, with options as small callables from :mod:`seq2seq.processors`.
 
-Both search a batch at once; sentences leave the batch as soon as they are finished (their rows are
-dropped with ``state.select``), so later steps only pay for what is still being decoded. A
-hypothesis that reaches its maximum length is ended with ``<eos>`` (the EOS log-probability is
-counted), so every output has a score that force-decoding the same tokens reproduces.
+Every search decodes a batch at once and drops finished sentences from it (``state.select``), so
+later steps only pay for what is still being decoded. The constraint list must contain a
+:class:`~seq2seq.processors.MaxLength`: it ends every hypothesis with ``<eos>`` at its limit (the
+EOS log-probability is counted), so every output has a score that force-decoding reproduces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .data.vocab import BOS_ID, EOS_ID, PAD_ID
-
-LengthNorm = Callable[[float, int], float]
+from .data.vocab import BOS_ID, EOS_ID
+from .processors import (
+    LengthPenalty,
+    LogitsProcessor,
+    MaxLength,
+    StepInfo,
+    apply,
+    constraints,
+    coverage_penalty,
+    length_normalization,
+    warp,
+)
 
 
 @dataclass
 class Hypothesis:
-    """tokens: output ids without ``<eos>``; log_prob: sum of log-probabilities (``<eos>``
-    included); score: ``log_prob`` after length normalisation (what beam search ranks by);
-    attention: (len(tokens) + 1, S) weights over the real source positions, when asked for."""
+    """tokens: output ids without ``<eos>``; log_prob: sum of the model's log-probabilities
+    (``<eos>`` included); score: what beam search ranks by (log_prob after length and coverage
+    penalties); attention: (len(tokens) + 1, S) weights over the real source positions, if asked."""
 
     tokens: list[int]
     log_prob: float
@@ -31,36 +41,83 @@ class Hypothesis:
     attention: Tensor | None = None
 
 
-def length_normalization(alpha: float = 1.0) -> LengthNorm:
-    """``log_prob / length ** alpha`` (length counts ``<eos>``): 1.0 ranks by mean log-probability,
-    0.0 by the plain sum."""
-
-    def norm(log_prob: float, length: int) -> float:
-        return log_prob / (length**alpha)
-
-    return norm
-
-
 def max_lengths(src_mask: Tensor, ratio: float = 2.0, offset: int = 10, cap: int = 512) -> Tensor:
     """Per-sentence output limit (tokens before ``<eos>``): ``min(cap, ratio * |src| + offset)``."""
     return (src_mask.sum(1).float() * ratio + offset).long().clamp(max=cap)
 
 
-def _log_probs(logits: Tensor, step: int, max_len: Tensor) -> Tensor:
-    """log-softmax with ``<pad>``/``<bos>`` banned and ``<eos>`` forced once ``step >= max_len``."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    logp[:, PAD_ID] = float("-inf")
-    logp[:, BOS_ID] = float("-inf")
-    at_max = step >= max_len
-    if bool(at_max.any()):
-        eos = logp[at_max, EOS_ID].clone()
-        logp[at_max] = float("-inf")
-        logp[at_max, EOS_ID] = eos
-    return logp
+def _check(processors: Sequence[LogitsProcessor]) -> None:
+    if not any(isinstance(p, MaxLength) for p in processors):
+        raise ValueError("search needs a MaxLength constraint, or it might never stop")
+
+
+def _log_probs(logits: Tensor, processors: Sequence[LogitsProcessor], info: StepInfo) -> Tensor:
+    return apply(processors, torch.log_softmax(logits.float(), dim=-1), info)
 
 
 def _trim(att: Tensor | None, src_len: int) -> Tensor | None:
     return None if att is None else att[:, :src_len].clone()
+
+
+Pick = Callable[[Tensor], Tensor]  # constrained log-probs (N, V) -> chosen ids (N,)
+
+
+def _sequential(
+    model: torch.nn.Module,
+    src: Tensor,
+    src_mask: Tensor,
+    processors: Sequence[LogitsProcessor],
+    pick: Pick,
+    copies: int,
+    return_attention: bool,
+    length_penalty: LengthPenalty,
+) -> list[list[Hypothesis]]:
+    """One token per row and step, chosen by ``pick``; ``copies`` rows per sentence."""
+    _check(processors)
+    batch, device = src.size(0), src.device
+    src_lens = src_mask.sum(1).tolist()
+    state = model.init_state(model.encode(src, src_mask))
+    sentence = torch.arange(batch, device=device).repeat_interleave(copies)
+    if copies > 1:
+        state = state.select(sentence)
+    rows = torch.arange(batch * copies, device=device)  # output slot of each active row
+    prev = torch.full((rows.numel(),), BOS_ID, dtype=torch.long, device=device)
+    hist = torch.empty(rows.numel(), 0, dtype=torch.long, device=device)
+    total = torch.zeros(rows.numel(), device=device)
+    att = (
+        src.new_zeros(rows.numel(), 0, src.size(1), dtype=torch.float) if return_attention else None
+    )
+    results: list[Hypothesis | None] = [None] * (batch * copies)
+    step = 0
+    while rows.numel():
+        logits, state = model.decode_step(prev, state)
+        logp = _log_probs(logits, processors, StepInfo(step, sentence, hist))
+        tok = pick(logp)
+        total = total + logp.gather(1, tok.unsqueeze(1)).squeeze(1)
+        hist = torch.cat([hist, tok.unsqueeze(1)], dim=1)
+        if att is not None:
+            att = torch.cat([att, state.attention.float().unsqueeze(1)], dim=1)
+        done = tok == EOS_ID
+        for i in done.nonzero().flatten().tolist():
+            lp = float(total[i])
+            a = _trim(att[i], src_lens[int(sentence[i])]) if att is not None else None
+            results[int(rows[i])] = Hypothesis(
+                hist[i, :-1].tolist(), lp, length_penalty(lp, step + 1), a
+            )
+        if bool(done.any()):
+            keep = (~done).nonzero().flatten()
+            rows, tok, hist, total, sentence = (
+                rows[keep],
+                tok[keep],
+                hist[keep],
+                total[keep],
+                sentence[keep],
+            )
+            att = att[keep] if att is not None else None
+            state = state.select(keep)
+        prev = tok
+        step += 1
+    return [results[i * copies : (i + 1) * copies] for i in range(batch)]  # type: ignore[misc]
 
 
 @torch.inference_mode()
@@ -68,54 +125,56 @@ def greedy(
     model: torch.nn.Module,
     src: Tensor,
     src_mask: Tensor,
-    max_len: Tensor,
+    processors: Sequence[LogitsProcessor],
     return_attention: bool = False,
-    normalize: LengthNorm | None = None,
+    length_penalty: LengthPenalty | None = None,
 ) -> list[Hypothesis]:
-    """The most probable token at each step, for a batch: src, src_mask (B, S); max_len (B,)."""
-    normalize = normalize or length_normalization(1.0)
-    batch = src.size(0)
-    src_lens = src_mask.sum(1).tolist()
-    state = model.init_state(model.encode(src, src_mask))
-    rows = torch.arange(batch)  # sentence id of each active row
-    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=src.device)
-    hist = torch.empty(batch, 0, dtype=torch.long, device=src.device)
-    total = torch.zeros(batch, device=src.device)
-    att = src.new_zeros(batch, 0, src.size(1), dtype=torch.float) if return_attention else None
-    results: list[Hypothesis | None] = [None] * batch
-    limit = max_len.to(src.device)
-    step = 0
-    while rows.numel():
-        logits, state = model.decode_step(prev, state)
-        lp, tok = _log_probs(logits, step, limit).max(dim=-1)
-        total = total + lp
-        hist = torch.cat([hist, tok.unsqueeze(1)], dim=1)
-        if att is not None:
-            att = torch.cat([att, state.attention.float().unsqueeze(1)], dim=1)
-        done = tok == EOS_ID
-        for i in done.nonzero().flatten().tolist():
-            sid = int(rows[i])
-            lp_sum = float(total[i])
-            results[sid] = Hypothesis(
-                hist[i, :-1].tolist(),
-                lp_sum,
-                normalize(lp_sum, step + 1),
-                _trim(att[i] if att is not None else None, src_lens[sid]),
-            )
-        if bool(done.any()):
-            keep = (~done).nonzero().flatten()
-            rows, tok, hist, total, limit = (
-                rows[keep.cpu()],
-                tok[keep],
-                hist[keep],
-                total[keep],
-                limit[keep],
-            )
-            att = att[keep] if att is not None else None
-            state = state.select(keep)
-        prev = tok
-        step += 1
-    return results  # type: ignore[return-value]
+    """The most probable allowed token at each step: src, src_mask (B, S) -> B hypotheses."""
+    nbest = _sequential(
+        model,
+        src,
+        src_mask,
+        processors,
+        lambda logp: logp.argmax(dim=-1),
+        1,
+        return_attention,
+        length_penalty or length_normalization(1.0),
+    )
+    return [n[0] for n in nbest]
+
+
+@torch.inference_mode()
+def sample(
+    model: torch.nn.Module,
+    src: Tensor,
+    src_mask: Tensor,
+    processors: Sequence[LogitsProcessor],
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    return_attention: bool = False,
+) -> list[list[Hypothesis]]:
+    """``num_samples`` draws per sentence from the warped distribution (temperature, top-k,
+    top-p); reported scores are the model's own log-probabilities. Seed ``generator`` to repeat."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+
+    def pick(logp: Tensor) -> Tensor:
+        probs = warp(logp, temperature, top_k, top_p).softmax(dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+    return _sequential(
+        model,
+        src,
+        src_mask,
+        processors,
+        pick,
+        num_samples,
+        return_attention,
+        length_normalization(1.0),
+    )
 
 
 @torch.inference_mode()
@@ -123,43 +182,46 @@ def beam_search(
     model: torch.nn.Module,
     src: Tensor,
     src_mask: Tensor,
-    max_len: Tensor,
+    processors: Sequence[LogitsProcessor],
     beam_size: int = 5,
     n_best: int = 1,
-    normalize: LengthNorm | None = None,
+    length_penalty: LengthPenalty | None = None,
+    coverage_beta: float = 0.0,
     return_attention: bool = False,
 ) -> list[list[Hypothesis]]:
     """Batched beam search over sentences x beams; returns the ``n_best`` hypotheses per sentence,
-    best first, ranked by ``normalize(log_prob, length)``.
+    best first, ranked by ``length_penalty(log_prob, length) + coverage penalty``.
 
-    At each step the 2K best continuations of each sentence are taken: those ending in ``<eos>``
-    among the first K are finished, the first K others continue. A sentence is done once it has K
-    finished hypotheses (or reached its length limit, where ``<eos>`` is forced).
+    At each step the 2K best continuations of each sentence are taken by cumulative
+    log-probability: those ending in ``<eos>`` among the first K are finished, the first K others
+    continue. A sentence is done once it has K finished hypotheses (or reached its length limit,
+    where ``<eos>`` is forced).
     """
     if beam_size < 1 or not 1 <= n_best <= beam_size:
         raise ValueError(
             f"need beam_size >= 1 and 1 <= n_best <= beam_size, got {beam_size}, {n_best}"
         )
-    normalize = normalize or length_normalization(1.0)
+    _check(processors)
+    length_penalty = length_penalty or length_normalization(1.0)
     k = beam_size
     batch, device = src.size(0), src.device
     src_lens = src_mask.sum(1).tolist()
     state = model.init_state(model.encode(src, src_mask))
     state = state.select(torch.arange(batch, device=device).repeat_interleave(k))
-    rows = torch.arange(batch)
+    rows = torch.arange(batch, device=device)  # sentence of each active beam group
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # only the first beam is alive at the start
     scores = scores.view(-1)
     prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
     hist = torch.empty(batch * k, 0, dtype=torch.long, device=device)
-    att = src.new_zeros(batch * k, 0, src.size(1), dtype=torch.float) if return_attention else None
-    limit = max_len.to(device)
+    track_att = return_attention or coverage_beta != 0.0
+    att = src.new_zeros(batch * k, 0, src.size(1), dtype=torch.float) if track_att else None
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     step = 0
     while rows.numel():
         active = rows.numel()
         logits, state = model.decode_step(prev, state)
-        logp = _log_probs(logits, step, limit.repeat_interleave(k))
+        logp = _log_probs(logits, processors, StepInfo(step, rows.repeat_interleave(k), hist))
         vocab = logp.size(-1)
         cand = (scores.unsqueeze(1) + logp).view(active, k * vocab)
         top_s, top_i = cand.topk(min(2 * k, k * vocab), dim=1)  # (A, 2K)
@@ -169,22 +231,30 @@ def beam_search(
         step_att = state.attention.float() if att is not None else None
         for b, j in (is_eos[:, :k] & torch.isfinite(top_s[:, :k])).nonzero().tolist():
             sid, r = int(rows[b]), int(src_row[b, j])
-            lp_sum = float(top_s[b, j])
-            a = None
-            if att is not None:
-                a = _trim(torch.cat([att[r], step_att[r].unsqueeze(0)]), src_lens[sid])
+            lp = float(top_s[b, j])
+            a = (
+                _trim(torch.cat([att[r], step_att[r].unsqueeze(0)]), src_lens[sid])
+                if att is not None
+                else None
+            )
+            score = length_penalty(lp, step + 1)
+            if coverage_beta != 0.0:
+                score += coverage_penalty(a.sum(0), coverage_beta)
             finished[sid].append(
-                Hypothesis(hist[r].tolist(), lp_sum, normalize(lp_sum, step + 1), a)
+                Hypothesis(hist[r].tolist(), lp, score, a if return_attention else None)
             )
         # the first K candidates that do not end the sentence continue
         pos = torch.arange(top_s.size(1), device=device).expand_as(top_s)
         sel = (pos + is_eos.long() * top_s.size(1)).argsort(dim=1)[:, :k]  # (A, K)
-        next_scores = top_s.gather(1, sel)
-        next_tok = tok.gather(1, sel)
-        next_rows = src_row.gather(1, sel)
+        next_scores, next_tok, next_rows = (
+            top_s.gather(1, sel),
+            tok.gather(1, sel),
+            src_row.gather(1, sel),
+        )
         done = torch.tensor(
             [len(finished[int(s)]) >= k for s in rows], dtype=torch.bool, device=device
-        ) | (step >= limit)
+        )
+        done |= ~torch.isfinite(next_scores).any(dim=1)  # nothing left to extend
         keep = ~done
         flat = next_rows[keep].view(-1)
         state = state.select(flat)
@@ -193,7 +263,7 @@ def beam_search(
             att = torch.cat([att[flat], step_att[flat].unsqueeze(1)], dim=1)
         scores = next_scores[keep].view(-1)
         prev = next_tok[keep].view(-1)
-        rows, limit = rows[keep.cpu()], limit[keep]
+        rows = rows[keep]
         step += 1
     return [sorted(f, key=lambda h: h.score, reverse=True)[:n_best] for f in finished]
 
@@ -202,20 +272,130 @@ def beam_search(
 def force_decode(
     model: torch.nn.Module, src: Tensor, src_mask: Tensor, tgt: list[list[int]]
 ) -> list[float]:
-    """Sum of log-probabilities of each target (``<eos>`` appended) under the model, computed step
-    by step through ``decode_step`` with the same constraints as search."""
+    """Sum of the model's log-probabilities of each target (``<eos>`` appended), computed step by
+    step through ``decode_step``, with ``<pad>``/``<bos>`` banned as in search."""
     from .data.batching import pad
 
     tgt_out, lengths = pad(tgt, suffix=EOS_ID)
-    tgt_out = tgt_out.to(src.device)
+    tgt_out, lengths = tgt_out.to(src.device), lengths.to(src.device)
+    processors = constraints(src_mask.sum(1), max_len=1 << 30, max_len_offset=1 << 30)
+    sentence = torch.arange(src.size(0), device=src.device)
     state = model.init_state(model.encode(src, src_mask))
     prev = torch.full((src.size(0),), BOS_ID, dtype=torch.long, device=src.device)
     total = torch.zeros(src.size(0), device=src.device)
-    never = torch.full((src.size(0),), 1 << 30, device=src.device)
     for t in range(tgt_out.size(1)):
         logits, state = model.decode_step(prev, state)
-        logp = _log_probs(logits, t, never)
-        live = t < lengths.to(src.device)
+        logp = _log_probs(logits, processors, StepInfo(t, sentence, tgt_out[:, :t]))
+        live = t < lengths
         total += torch.where(live, logp.gather(1, tgt_out[:, t : t + 1]).squeeze(1), 0.0)
         prev = tgt_out[:, t]
     return total.tolist()
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How to decode: beam search (``beam_size`` > 1), greedy (1), or sampling (``sample``:
+    ``num_samples`` draws per input; ``n_best`` applies to beam search).
+
+    Length limits are in tokens before ``<eos>``: at most
+    ``min(max_len, max_len_ratio * |src| + max_len_offset)``, at least
+    ``max(min_len, min_len_ratio * |src|)`` (|src| counts the source's ``<eos>``).
+    ``length_penalty``: ``norm`` (log_prob / length ** alpha) or ``gnmt`` (Wu et al. 2016).
+    """
+
+    beam_size: int = 5
+    n_best: int = 1
+    max_len_ratio: float = 2.0
+    max_len_offset: int = 10
+    max_len: int = 512
+    min_len: int = 0
+    min_len_ratio: float = 0.0
+    ban_unk: bool = False
+    no_repeat_ngram: int = 0
+    length_penalty: str = "norm"
+    alpha: float = 1.0
+    coverage_beta: float = 0.0
+    sample: bool = False
+    num_samples: int = 1
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.beam_size < 1:
+            problems.append(f"beam size must be >= 1, got {self.beam_size}")
+        if not self.sample and not 1 <= self.n_best <= self.beam_size:
+            problems.append(f"n-best must be in 1..beam size ({self.beam_size}), got {self.n_best}")
+        if self.num_samples < 1:
+            problems.append(f"number of samples must be >= 1, got {self.num_samples}")
+        if self.length_penalty not in ("norm", "gnmt"):
+            problems.append(f"length penalty must be 'norm' or 'gnmt', got {self.length_penalty!r}")
+        if self.temperature <= 0:
+            problems.append(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            problems.append(f"top-p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0 or self.no_repeat_ngram < 0 or self.min_len < 0:
+            problems.append("top-k, no-repeat n-gram size and minimum length must be >= 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def processors(self, src_lengths: Tensor) -> list[LogitsProcessor]:
+        return constraints(
+            src_lengths,
+            max_len_ratio=self.max_len_ratio,
+            max_len_offset=self.max_len_offset,
+            max_len=self.max_len,
+            min_len=self.min_len,
+            min_len_ratio=self.min_len_ratio,
+            ban_unk=self.ban_unk,
+            no_repeat_ngram=self.no_repeat_ngram,
+        )
+
+    def penalty(self) -> LengthPenalty:
+        from .processors import gnmt_length_penalty
+
+        if self.length_penalty == "gnmt":
+            return gnmt_length_penalty(self.alpha)
+        return length_normalization(self.alpha)
+
+
+def search(
+    model: torch.nn.Module,
+    src: Tensor,
+    src_mask: Tensor,
+    options: SearchOptions,
+    return_attention: bool = False,
+    generator: torch.Generator | None = None,
+) -> list[list[Hypothesis]]:
+    """n-best lists for a batch, by the search ``options`` ask for."""
+    procs = options.processors(src_mask.sum(1))
+    if options.sample:  # every sample, in the order drawn
+        return sample(
+            model,
+            src,
+            src_mask,
+            procs,
+            options.num_samples,
+            options.temperature,
+            options.top_k,
+            options.top_p,
+            generator,
+            return_attention,
+        )
+    if options.beam_size == 1:
+        return [
+            [h] for h in greedy(model, src, src_mask, procs, return_attention, options.penalty())
+        ]
+    return beam_search(
+        model,
+        src,
+        src_mask,
+        procs,
+        options.beam_size,
+        options.n_best,
+        options.penalty(),
+        options.coverage_beta,
+        return_attention,
+    )

@@ -3,77 +3,78 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from . import config as config_mod
 from .build import build_model
 from .data.batching import ParallelData, bucket_batches
 from .data.tokenize import Tokenizer, tokenizer_from_state
 from .data.vocab import Vocab
-from .model import Seq2Seq
-from .search import Hypothesis, beam_search, greedy, length_normalization, max_lengths
+from .ensemble import Ensemble
+from .quantize import quantize
+from .search import Hypothesis, SearchOptions, force_decode, search
 from .train.checkpoint import load_checkpoint, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
 
 def decode_batches(
-    model: Seq2Seq,
+    model: torch.nn.Module,
     data: ParallelData,
-    beam_size: int = 1,
+    options: SearchOptions,
     batch_size: int = 64,
-    max_len_ratio: float = 2.0,
-    max_len_offset: int = 10,
-    n_best: int = 1,
-    length_penalty: float = 1.0,
     return_attention: bool = False,
     device: torch.device | str = "cpu",
 ) -> Iterator[tuple[list[int], list[list[Hypothesis]]]]:
-    """Decodes ``data`` in batches of similar length; yields (dataset indices, n-best lists)."""
+    """Decodes ``data`` in batches of similar length; yields (dataset indices, n-best lists).
+    Sampling draws from a generator seeded with ``options.seed`` (or torch's global one)."""
     was_training = model.training
     model.eval()
-    norm = length_normalization(length_penalty)
+    generator = None
+    if options.sample and options.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(options.seed)
     try:
         for idx in bucket_batches(data.lengths(), batch_size=batch_size, shuffle=False):
             batch = data.batch(idx).to(device)
-            limit = max_lengths(batch.src_mask, max_len_ratio, max_len_offset)
-            if beam_size == 1:
-                hyps = greedy(model, batch.src, batch.src_mask, limit, return_attention, norm)
-                nbest = [[h] for h in hyps]
-            else:
-                nbest = beam_search(
-                    model,
-                    batch.src,
-                    batch.src_mask,
-                    limit,
-                    beam_size,
-                    n_best,
-                    norm,
-                    return_attention,
-                )
-            yield idx, nbest
+            yield (
+                idx,
+                search(model, batch.src, batch.src_mask, options, return_attention, generator),
+            )
     finally:
         model.train(was_training)
 
 
-def decode_all(model: Seq2Seq, data: ParallelData, **kwargs) -> list[list[Hypothesis]]:
+def decode_all(
+    model: torch.nn.Module,
+    data: ParallelData,
+    options: SearchOptions,
+    batch_size: int = 64,
+    return_attention: bool = False,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> list[list[Hypothesis]]:
     """n-best lists for every example of ``data``, in the original order."""
     out: list[list[Hypothesis]] = [[] for _ in range(len(data))]
-    for idx, nbest in decode_batches(model, data, **kwargs):
+    bar = tqdm(total=len(data), unit="sent", desc="translate", disable=not progress)
+    for idx, nbest in decode_batches(model, data, options, batch_size, return_attention, device):
         for i, hyps in zip(idx, nbest):
             out[i] = hyps
+        bar.update(len(idx))
+    bar.close()
     return out
 
 
 class Translator:
-    """A trained model with its tokenizers and vocabularies: ``translate(["..."]) -> ["..."]``."""
+    """A trained model (or an ensemble) with its tokenizers and vocabularies:
+    ``translate(["..."]) -> ["..."]``."""
 
     def __init__(
         self,
-        model: Seq2Seq,
+        model: torch.nn.Module,
         src_tokenizer: Tokenizer,
         tgt_tokenizer: Tokenizer,
         src_vocab: Vocab,
@@ -86,21 +87,43 @@ class Translator:
         self.device = device
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> Translator:
-        """From a checkpoint file or a run directory (its best.pt, else last.pt)."""
-        file = resolve_checkpoint(path)
-        ckpt = load_checkpoint(file)
-        cfg = config_mod.from_dict(ckpt["config"], source=f"{file} (stored config)")
-        src_vocab, tgt_vocab = Vocab(ckpt["vocabs"]["src"]), Vocab(ckpt["vocabs"]["tgt"])
-        model = build_model(cfg.model, len(src_vocab), len(tgt_vocab))
-        model.load_state_dict(ckpt["model"])
-        log.info("loaded %s (step %s)", file, ckpt.get("step"))
+    def from_checkpoint(
+        cls,
+        path: str | Path | Sequence[str | Path],
+        device: torch.device | str = "cpu",
+        quantize_to: str | None = None,
+    ) -> Translator:
+        """From a checkpoint file or run directory (its best.pt, else last.pt), or several of
+        them: an ensemble, which needs identical vocabularies and tokenizers."""
+        paths = [path] if isinstance(path, (str, Path)) else list(path)
+        if not paths:
+            raise ValueError("no checkpoint given")
+        models, first = [], None
+        for p in paths:
+            file = resolve_checkpoint(p)
+            ckpt = load_checkpoint(file)
+            cfg = config_mod.from_dict(ckpt["config"], source=f"{file} (stored config)")
+            model = build_model(cfg.model, len(ckpt["vocabs"]["src"]), len(ckpt["vocabs"]["tgt"]))
+            model.load_state_dict(ckpt["model"])
+            log.info("loaded %s (step %s)", file, ckpt.get("step"))
+            if first is None:
+                first = (file, ckpt["vocabs"], ckpt["tokenizers"])
+            elif (ckpt["vocabs"], ckpt["tokenizers"]) != first[1:]:
+                raise ValueError(
+                    f"{file}: cannot ensemble with {first[0]}: their vocabularies or tokenizers "
+                    "differ"
+                )
+            models.append(model.eval())
+        model = models[0] if len(models) == 1 else Ensemble(models)
+        if quantize_to is not None:
+            model = quantize(model, quantize_to)
+        _, vocabs, tokenizers = first
         return cls(
             model,
-            tokenizer_from_state(ckpt["tokenizers"]["src"]),
-            tokenizer_from_state(ckpt["tokenizers"]["tgt"]),
-            src_vocab,
-            tgt_vocab,
+            tokenizer_from_state(tokenizers["src"]),
+            tokenizer_from_state(tokenizers["tgt"]),
+            Vocab(vocabs["src"]),
+            Vocab(vocabs["tgt"]),
             device,
         )
 
@@ -115,28 +138,22 @@ class Translator:
     def hypotheses(
         self,
         sentences: list[str],
-        beam_size: int = 5,
+        options: SearchOptions | None = None,
         batch_size: int = 64,
-        max_len_ratio: float = 2.0,
-        n_best: int = 1,
-        length_penalty: float = 1.0,
         return_attention: bool = False,
+        progress: bool = False,
     ) -> list[list[Hypothesis]]:
         """n-best :class:`Hypothesis` lists (token ids, scores, attention) per input sentence."""
-        if beam_size < 1 or batch_size < 1:
-            raise ValueError(
-                f"beam_size and batch_size must be >= 1, got {beam_size}, {batch_size}"
-            )
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
         return decode_all(
             self.model,
             self.encode_sources(sentences),
-            beam_size=beam_size,
-            batch_size=batch_size,
-            max_len_ratio=max_len_ratio,
-            n_best=n_best,
-            length_penalty=length_penalty,
-            return_attention=return_attention,
-            device=self.device,
+            options or SearchOptions(),
+            batch_size,
+            return_attention,
+            self.device,
+            progress,
         )
 
     def translate(
@@ -144,13 +161,38 @@ class Translator:
         sentences: list[str],
         beam_size: int = 5,
         batch_size: int = 64,
-        max_len_ratio: float = 2.0,
+        options: SearchOptions | None = None,
     ) -> list[str]:
-        """Best translation of each sentence, in input order."""
-        nbest = self.hypotheses(sentences, beam_size, batch_size, max_len_ratio)
-        return [self.detokenize(h[0].tokens) for h in nbest]
+        """Best translation of each sentence, in input order (``options`` overrides
+        ``beam_size``)."""
+        options = options or SearchOptions(beam_size=beam_size)
+        return [
+            self.detokenize(h[0].tokens) for h in self.hypotheses(sentences, options, batch_size)
+        ]
+
+    @torch.inference_mode()
+    def score(
+        self, sources: list[str], targets: list[str], batch_size: int = 64
+    ) -> list[tuple[float, int]]:
+        """(log-probability, tokens incl. ``<eos>``) of each target given its source."""
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
+        src = self.encode_sources(sources)
+        tgt = [self.tgt_vocab.encode(self.tgt_tokenizer.encode(t)) for t in targets]
+        out: list[tuple[float, int]] = [(0.0, 0)] * len(sources)
+        for idx in bucket_batches(src.lengths(), batch_size=batch_size, shuffle=False):
+            b = src.batch(idx).to(self.device)
+            lps = force_decode(self.model, b.src, b.src_mask, [tgt[i] for i in idx])
+            for i, lp in zip(idx, lps):
+                out[i] = (lp, len(tgt[i]) + 1)
+        return out
 
 
-def load(path: str | Path, device: torch.device | str = "cpu") -> Translator:
-    """``seq2seq.load("runs/dates").translate(["March 3, 2017"])``."""
-    return Translator.from_checkpoint(path, device)
+def load(
+    path: str | Path | Sequence[str | Path],
+    device: torch.device | str = "cpu",
+    quantize_to: str | None = None,
+) -> Translator:
+    """``seq2seq.load("runs/dates").translate(["March 3, 2017"])``; several paths: an ensemble;
+    ``quantize_to="int8"``: CPU dynamic quantization."""
+    return Translator.from_checkpoint(path, device, quantize_to)

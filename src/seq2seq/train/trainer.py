@@ -25,6 +25,7 @@ from ..config import SCHEMA_VERSION, Config, to_dict
 from ..data.batching import bucket_batches
 from ..data.prepare import PreparedData, Split, prepare_data
 from ..model import Seq2Seq
+from ..search import SearchOptions
 from ..translator import decode_all
 from .checkpoint import save_checkpoint
 from .loss import label_smoothed_nll
@@ -128,9 +129,8 @@ class Trainer:
         dev = self.data.dev
         start = time.perf_counter()
         loss, ppl = self.dev_loss(dev)
-        nbest = decode_all(
-            self.model, dev.data, beam_size=t.valid_beam_size, max_len_ratio=t.valid_max_len_ratio
-        )
+        options = SearchOptions(beam_size=t.valid_beam_size, max_len_ratio=t.valid_max_len_ratio)
+        nbest = decode_all(self.model, dev.data, options)
         tgt_tok, tgt_vocab = self.data.tgt_tokenizer, self.data.tgt_vocab
         hyps = [tgt_tok.decode(tgt_vocab.decode(h[0].tokens)) for h in nbest]
         value = metrics.score(t.metric, hyps, dev.tgt_text)
