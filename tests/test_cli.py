@@ -84,7 +84,7 @@ def test_run_directory_contents(trained):
     assert [e["step"] for e in events if e["kind"] == "train"] == [2, 4, 6]
 
 
-def test_refuses_to_overwrite_a_run_without_restart(trained, capsys):
+def test_resuming_with_another_model_is_refused(trained, capsys):
     _, data, run = trained
     code = main(
         [
@@ -100,7 +100,9 @@ def test_refuses_to_overwrite_a_run_without_restart(trained, capsys):
         ]
     )
     assert code == 2
-    assert "already holds a run (last.pt); pass --restart" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot resume: model.encoder differs from the run's checkpoint" in err
+    assert "pass --restart to start over" in err
 
 
 def test_translate_file_and_python_api_agree(trained, capsys):

@@ -87,3 +87,45 @@ def test_quickstart_learns_dates(tmp_path):
         check=True,
     )
     assert translated.stdout == "2011-06-05\n"
+
+
+def test_torchrun_two_cpu_processes_reach_the_reverse_bar(tmp_path):
+    """DDP over gloo: two processes of one thread each, every rank a share of the batches."""
+    seq2seq("data", "task", "reverse", "--out", "data/reverse", cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "-m",
+            "seq2seq",
+            "train",
+            str(REPO / "configs" / "reverse_rnn.yaml"),
+            "--out",
+            "runs/ddp",
+            "-q",
+            "--set",
+            "train.threads=1",
+            "--set",
+            "train.max_steps=400",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 processes" in (tmp_path / "runs/ddp/train.log").read_text()
+    result = json.loads(
+        seq2seq(
+            "evaluate",
+            "runs/ddp",
+            "--src",
+            "data/reverse/test.src",
+            "--ref",
+            "data/reverse/test.tgt",
+            "--json",
+            cwd=tmp_path,
+        )
+    )
+    assert result["exact_match"] >= 0.95, result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from importlib import resources
@@ -74,9 +75,34 @@ def cmd_data_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_average(args: argparse.Namespace) -> int:
+    from .train.checkpoint import average_checkpoints, numbered, save_checkpoint
+
+    run = Path(args.run_dir)
+    found = numbered(run, "best" if args.best else "ckpt")
+    n = args.best or args.last
+    if len(found) < n:
+        raise ValueError(
+            f"{run}: asked to average {n} checkpoints but found {len(found)} "
+            f"({'best' if args.best else 'ckpt'}-STEP.pt)"
+        )
+    paths = [p for _, p in found[-n:]]
+    save_checkpoint(average_checkpoints(paths), args.out)
+    print(f"averaged {', '.join(p.name for p in paths)} into {args.out}")
+    return 0
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (0 otherwise)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def _run_training(cfg, out: Path, restart: bool, quiet: bool) -> dict:
     from .train.trainer import Trainer
 
+    if _rank() != 0:  # one log and one console: rank 0's
+        logging.getLogger("seq2seq").setLevel(logging.WARNING)
+        return Trainer(cfg, out, restart=restart, show_progress=False).run()
     handler = _add_file_log(out / "train.log")
     try:
         trainer = Trainer(cfg, out, restart=restart, show_progress=not quiet)
@@ -92,10 +118,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config.load(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     result = _run_training(cfg, out, args.restart, args.quiet)
-    print(
-        f"best dev {result['metric']} {result['best']:.4f} at step {result['best_step']}; "
-        f"model in {out}/best.pt"
-    )
+    if _rank() == 0 and result["best"] is not None:
+        print(
+            f"{result['stopped']}; best dev {result['metric']} {result['best']:.4f} at step "
+            f"{result['best_step']}; model in {out}/best.pt"
+        )
     return 0
 
 
@@ -338,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--restart",
         action="store_true",
-        help="start over in a run directory that already holds a run",
+        help="start over in a run directory that already holds a run (default: resume from "
+        "its last.pt)",
     )
     tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train)
@@ -450,6 +478,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--json", action="store_true", help="one JSON object per line")
     sc.set_defaults(func=cmd_score)
 
+    av = sub.add_parser("average", help="average the parameters of a run's last checkpoints")
+    av.add_argument("run_dir", metavar="RUN_DIR")
+    which = av.add_mutually_exclusive_group(required=True)
+    which.add_argument("--last", type=int, help="the N most recent ckpt-STEP.pt")
+    which.add_argument("--best", type=int, help="the N kept best-STEP.pt")
+    av.add_argument("--out", required=True, help="output checkpoint file")
+    av.set_defaults(func=cmd_average)
+
     da = sub.add_parser("data", help="data utilities")
     dsub = da.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     tk = dsub.add_parser("task", help="generate a built-in task: " + ", ".join(tasks.TASKS))
@@ -479,13 +515,15 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .data.corpus import CorpusError
     from .train.checkpoint import CheckpointError
-    from .train.trainer import RunDirError
+    from .train.trainer import Interrupted, RunDirError, TrainingError
 
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
         return args.func(args)
-    except (ConfigError, CorpusError, CheckpointError, RunDirError, ValueError) as e:
+    except Interrupted:
+        return 130
+    except (ConfigError, CorpusError, CheckpointError, RunDirError, TrainingError, ValueError) as e:
         print(f"seq2seq {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

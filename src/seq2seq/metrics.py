@@ -15,6 +15,8 @@ HIGHER_IS_BETTER = {
     "ter": False,
     "wer": False,
     "cer": False,
+    "loss": False,
+    "ppl": False,
 }
 
 

@@ -77,26 +77,43 @@ def _split(
     return split, src_toks, tgt_toks
 
 
-def prepare_data(cfg: DataConfig, threads: int | None = None) -> PreparedData:
-    """Reads train and dev, trains tokenizers and vocabularies on train, and indexes both splits.
+@dataclass
+class Vocabularies:
+    """The tokenizers and vocabularies of both sides, as trained (or restored)."""
+
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+
+
+def prepare_data(
+    cfg: DataConfig, threads: int | None = None, given: Vocabularies | None = None
+) -> PreparedData:
+    """Reads train and dev, trains tokenizers and vocabularies on train (unless ``given``, e.g.
+    restored from a checkpoint), and indexes both splits.
 
     Over-long pairs (``data.max_len``) are dropped from train only; dev is scored whole.
     """
     src_path, tgt_path = corpus_paths(cfg.train, cfg.src_suffix, cfg.tgt_suffix)
     pairs = read_parallel(src_path, tgt_path)
-    src_texts = [s for s, _ in pairs]
-    tgt_texts = [t for _, t in pairs]
-    if cfg.joint:
-        src_tok = tgt_tok = _tokenizer(cfg.src, src_texts + tgt_texts, threads)
+    if given is not None:
+        src_tok, tgt_tok = given.src_tokenizer, given.tgt_tokenizer
+    elif cfg.joint:
+        src_tok = tgt_tok = _tokenizer(
+            cfg.src, [s for s, _ in pairs] + [t for _, t in pairs], threads
+        )
     else:
-        src_tok = _tokenizer(cfg.src, src_texts, threads)
-        tgt_tok = _tokenizer(cfg.tgt, tgt_texts, threads)
+        src_tok = _tokenizer(cfg.src, [s for s, _ in pairs], threads)
+        tgt_tok = _tokenizer(cfg.tgt, [t for _, t in pairs], threads)
     train, src_toks, tgt_toks = _split(cfg, cfg.train, src_tok, tgt_tok, cfg.max_len, pairs)
     if not train.src_text:
         raise ValueError(
             f"{src_path}: no training pairs left after filtering ({train.report.summary()})"
         )
-    if cfg.joint:
+    if given is not None:
+        src_vocab, tgt_vocab = given.src_vocab, given.tgt_vocab
+    elif cfg.joint:
         src_vocab = tgt_vocab = Vocab.build(src_toks + tgt_toks, cfg.src.min_freq, cfg.src.max_size)
     else:
         src_vocab = Vocab.build(src_toks, cfg.src.min_freq, cfg.src.max_size)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,52 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file or run directory")
     return path
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random number generator training uses: Python's, torch's CPU one and CUDA's."""
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def numbered(run_dir: Path, prefix: str) -> list[tuple[int, Path]]:
+    """(step, path) of ``PREFIX-STEP.pt`` files in a run directory, oldest first."""
+    out = []
+    for p in run_dir.glob(f"{prefix}-*.pt"):
+        tail = p.stem[len(prefix) + 1 :]
+        if tail.isdigit():
+            out.append((int(tail), p))
+    return sorted(out)
+
+
+def average_checkpoints(paths: list[Path]) -> dict[str, Any]:
+    """A checkpoint whose floating-point parameters are the mean of ``paths``' (same model);
+    everything else (config, vocabularies, tokenizers) comes from the last one."""
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    ckpts = [load_checkpoint(p) for p in paths]
+    keys = ckpts[-1]["model"].keys()
+    for p, c in zip(paths, ckpts):
+        if c["model"].keys() != keys or c["vocabs"] != ckpts[-1]["vocabs"]:
+            raise CheckpointError(f"{p}: not the same model as {paths[-1]}; cannot average")
+    out = {k: v for k, v in ckpts[-1].items() if k != "train_state"}
+    model = {}
+    for k in keys:
+        tensors = [c["model"][k] for c in ckpts]
+        if tensors[0].is_floating_point():
+            model[k] = torch.stack([t.double() for t in tensors]).mean(0).to(tensors[0].dtype)
+        else:
+            model[k] = tensors[-1]
+    out["model"] = model
+    out["averaged"] = [str(p) for p in paths]
+    return out

@@ -1,7 +1,13 @@
-"""The training loop: teacher forcing, label smoothing, clipping, validation, best/last checkpoints.
+"""The training loop: teacher forcing, label smoothing, accumulation, clipping, schedules,
+validation with early stopping, checkpoints, exact resume, and DDP.
 
-A run directory holds ``config.yaml`` (resolved), the vocabularies, ``last.pt`` and ``best.pt``,
-``train.log`` and ``metrics.jsonl`` (one JSON object per log or validation event).
+A run directory holds ``config.yaml`` (resolved), the vocabularies, ``last.pt`` (everything needed
+to resume: model, optimizer, schedule, grad scaler, every RNG state and the position in the data),
+``best.pt``, numbered ``ckpt-STEP.pt`` / ``best-STEP.pt`` files, ``train.log`` and
+``metrics.jsonl`` (one JSON object per log or validation event).
+
+Running the same command again resumes from ``last.pt``: the run continues exactly as if it had
+never stopped (on CPU with the same thread count, bitwise).
 """
 
 from __future__ import annotations
@@ -9,9 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
+import signal
 import time
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,92 +28,246 @@ from tqdm import tqdm
 
 from .. import metrics
 from ..build import build_model
-from ..config import SCHEMA_VERSION, Config, to_dict
-from ..data.batching import bucket_batches
-from ..data.prepare import PreparedData, Split, prepare_data
-from ..model import Seq2Seq
+from ..config import SCHEMA_VERSION, Config, from_dict, to_dict
+from ..data.batching import Batch, bucket_batches
+from ..data.prepare import PreparedData, Split, Vocabularies, prepare_data
+from ..data.tokenize import tokenizer_from_state
+from ..data.vocab import Vocab
 from ..search import SearchOptions
 from ..translator import decode_all
-from .checkpoint import save_checkpoint
+from . import distributed
+from .checkpoint import load_checkpoint, numbered, rng_state, save_checkpoint, set_rng_state
 from .loss import label_smoothed_nll
-from .optim import build_optimizer
+from .optim import build_optimizer, build_schedule
 
 log = logging.getLogger(__name__)
 
 
 class RunDirError(ValueError):
-    """The run directory already holds a run that would be overwritten."""
+    """The run directory cannot be used as asked (e.g. a resume with a different model)."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on: repeated non-finite losses, out of memory."""
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint was saved."""
 
 
 @dataclass
 class Progress:
-    step: int = 0
+    step: int = 0  # updates done
     epoch: int = 0
+    batch_in_epoch: int = 0  # updates done in the current epoch (position in the data)
     best: float | None = None
     best_step: int | None = None
-    last_valid: dict[str, Any] = field(default_factory=dict)
+    bad_validations: int = 0  # since the last improvement (early stopping)
+    bad_steps: int = 0  # consecutive non-finite losses
+    seconds: float = 0.0  # training time so far, across resumes
+    top: list | None = None  # [(metric, step)] of the kept best checkpoints
+    window_loss: float = 0.0  # loss x tokens since the last log record (resumed with the run,
+    window_tokens: int = 0  # so logged means cover the same steps as in an unbroken run)
 
 
 def set_seed(seed: int) -> None:
+    import random
+
     random.seed(seed)
     torch.manual_seed(seed)
-
-
-def checkpoint_payload(
-    cfg: Config, data: PreparedData, model: Seq2Seq, progress: Progress
-) -> dict[str, Any]:
-    """Everything needed to translate: config, vocabularies, tokenizers, weights."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "config": to_dict(cfg),
-        "model": model.state_dict(),
-        "vocabs": {"src": data.src_vocab.itos, "tgt": data.tgt_vocab.itos},
-        "tokenizers": {"src": data.src_tokenizer.to_state(), "tgt": data.tgt_tokenizer.to_state()},
-        "step": progress.step,
-        "epoch": progress.epoch,
-        "best": progress.best,
-        "valid": progress.last_valid,
-    }
 
 
 class Trainer:
     def __init__(
         self, cfg: Config, out_dir: str | Path, restart: bool = False, show_progress: bool = True
     ) -> None:
-        self.cfg = cfg
-        self.out = Path(out_dir)
-        if (self.out / "last.pt").exists() and not restart:
-            raise RunDirError(
-                f"{self.out}: already holds a run (last.pt); pass --restart to start over in it, "
-                "or choose another --out"
-            )
-        self.show_progress = show_progress
         t = cfg.train
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.ctx = distributed.setup(t.device)
+        self.main = self.ctx.is_main
+        self.show_progress = show_progress and self.main
         if t.threads is not None:
             torch.set_num_threads(t.threads)
-        set_seed(t.seed)
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        self.data = prepare_data(cfg.data, t.threads)
-        self.data.src_vocab.save(self.out / "vocab.src.txt")
-        self.data.tgt_vocab.save(self.out / "vocab.tgt.txt")
+        self.higher = metrics.HIGHER_IS_BETTER[t.metric]
+        resume = (self.out / "last.pt").exists() and not restart
+        ckpt = load_checkpoint(self.out / "last.pt") if resume else None
+        if ckpt is not None:
+            self._check_compatible(ckpt)
+        elif self.main:
+            self._clean_run_dir()
+        set_seed(t.seed + self.ctx.rank)
+        given = self._restore_vocabularies(ckpt) if ckpt else None
+        if given is None and self.ctx.distributed:  # rank 0 trains the tokenizers, others receive
+            self.data = self._prepare_shared(cfg)
+        else:
+            self.data = prepare_data(cfg.data, t.threads, given)
         self.model = build_model(cfg.model, len(self.data.src_vocab), len(self.data.tgt_vocab))
+        self.model.to(self.ctx.device)
         self.optimizer = build_optimizer(t.optimizer, self.model.parameters())
-        self.progress = Progress()
-        n_params = sum(p.numel() for p in self.model.parameters())
-        log.info("model: %s parameters", f"{n_params:,}")
-        self._metrics_file = (self.out / "metrics.jsonl").open("w", encoding="utf-8")
+        self.schedule = build_schedule(t.schedule, self.optimizer, t.max_steps, self.higher)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=t.precision == "fp16")
+        if t.precision == "fp16" and self.ctx.device.type != "cuda":
+            raise ValueError("train.precision: 'fp16' needs a CUDA device; use 'bf16' on CPU")
+        self.progress = Progress(top=[])
+        if ckpt is not None:
+            self._restore(ckpt)
+        self.ddp = (
+            torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.ctx.device] if self.ctx.device.type == "cuda" else None
+            )
+            if self.ctx.distributed
+            else None
+        )
+        self._signal: int | None = None
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            self.data.src_vocab.save(self.out / "vocab.src.txt")
+            self.data.tgt_vocab.save(self.out / "vocab.tgt.txt")
+            self._trim_metrics(self.progress.step if ckpt else 0)
+        self.tensorboard = None
+        if self.main and t.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
 
-    # -- events -----------------------------------------------------------------------------------
+            # purge_step drops events a killed run wrote after its last checkpoint
+            self.tensorboard = SummaryWriter(
+                self.out / "tensorboard", purge_step=self.progress.step + 1 if ckpt else None
+            )
+        n_params = sum(p.numel() for p in self.model.parameters())
+        log.info(
+            "model: %s parameters on %s%s",
+            f"{n_params:,}",
+            self.ctx.device,
+            f", {self.ctx.world_size} processes" if self.ctx.distributed else "",
+        )
+
+    # -- run directory and resume -----------------------------------------------------------------
+
+    def _check_compatible(self, ckpt: dict[str, Any]) -> None:
+        """A resume may change how long to train, not what is trained."""
+        old = from_dict(ckpt["config"], source=f"{self.out / 'last.pt'} (stored config)")
+        for section in ("data", "model"):
+            a, b = to_dict(getattr(old, section)), to_dict(getattr(self.cfg, section))
+            if a != b:
+                key = next(k for k in a if a[k] != b.get(k))
+                raise RunDirError(
+                    f"{self.out}: cannot resume: {section}.{key} differs from the run's "
+                    f"checkpoint ({a[key]!r} there, {b[key]!r} now); pass --restart to start over "
+                    "or choose another --out"
+                )
+        log.info("resuming %s from step %d", self.out, ckpt["train_state"]["progress"]["step"])
+
+    def _clean_run_dir(self) -> None:
+        for p in [
+            *self.out.glob("ckpt-*.pt"),
+            *self.out.glob("best-*.pt"),
+            self.out / "best.pt",
+            self.out / "last.pt",
+            self.out / "metrics.jsonl",
+        ]:
+            p.unlink(missing_ok=True)
+
+    @staticmethod
+    def _restore_vocabularies(ckpt: dict[str, Any]) -> Vocabularies:
+        return Vocabularies(
+            tokenizer_from_state(ckpt["tokenizers"]["src"]),
+            tokenizer_from_state(ckpt["tokenizers"]["tgt"]),
+            Vocab(ckpt["vocabs"]["src"]),
+            Vocab(ckpt["vocabs"]["tgt"]),
+        )
+
+    def _prepare_shared(self, cfg: Config) -> PreparedData:
+        """Rank 0 trains the tokenizers and vocabularies and sends them to the other ranks."""
+        data, state = None, None
+        if self.main:
+            data = prepare_data(cfg.data, cfg.train.threads)
+            state = {
+                "tokenizers": {
+                    "src": data.src_tokenizer.to_state(),
+                    "tgt": data.tgt_tokenizer.to_state(),
+                },
+                "vocabs": {"src": data.src_vocab.itos, "tgt": data.tgt_vocab.itos},
+            }
+        state = distributed.broadcast(state, self.ctx)
+        if data is None:
+            data = prepare_data(cfg.data, cfg.train.threads, self._restore_vocabularies(state))
+        return data
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        ts = ckpt["train_state"]
+        self.optimizer.load_state_dict(ts["optimizer"])
+        self.schedule.load_state_dict(ts["schedule"])
+        self.scaler.load_state_dict(ts["scaler"])
+        self.progress = Progress(**ts["progress"])
+        set_rng_state(ts["rng"])
+
+    def _trim_metrics(self, step: int) -> None:
+        """Keeps the records up to the resumed step, so the curve has no doubled stretch."""
+        path = self.out / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        kept = [line for line in lines if json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+    # -- records and checkpoints ------------------------------------------------------------------
 
     def _record(self, kind: str, **values: Any) -> None:
-        self._metrics_file.write(json.dumps({"kind": kind, **values}) + "\n")
-        self._metrics_file.flush()
+        """A line in metrics.jsonl and, with train.tensorboard, scalars ``KIND/NAME``."""
+        if not self.main:
+            return
+        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"kind": kind, **values}) + "\n")
+        if self.tensorboard is not None:
+            for name, value in values.items():
+                if name != "step" and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(f"{kind}/{name}", value, values["step"])
+            self.tensorboard.flush()
 
-    def _save(self, name: str) -> None:
-        save_checkpoint(
-            checkpoint_payload(self.cfg, self.data, self.model, self.progress), self.out / name
+    def payload(self, with_train_state: bool) -> dict[str, Any]:
+        d, p = self.data, self.progress
+        out: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "config": to_dict(self.cfg),
+            "model": self.model.state_dict(),
+            "vocabs": {"src": d.src_vocab.itos, "tgt": d.tgt_vocab.itos},
+            "tokenizers": {"src": d.src_tokenizer.to_state(), "tgt": d.tgt_tokenizer.to_state()},
+            "step": p.step,
+            "best": p.best,
+        }
+        if with_train_state:
+            out["train_state"] = {
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": rng_state(),
+                "progress": asdict(p),
+            }
+        return out
+
+    def checkpoint(self) -> None:
+        """last.pt (for resuming) and the numbered ckpt-STEP.pt kept for averaging."""
+        if not self.main:
+            return
+        save_checkpoint(self.payload(True), self.out / "last.pt")
+        keep = self.cfg.train.keep_last
+        if keep:
+            save_checkpoint(self.payload(False), self.out / f"ckpt-{self.progress.step}.pt")
+            for _, old in numbered(self.out, "ckpt")[:-keep]:
+                old.unlink()
+
+    def _keep_best(self, value: float) -> None:
+        p, k = self.progress, self.cfg.train.keep_best
+        top = sorted(
+            [*map(tuple, p.top), (value, p.step)],
+            key=lambda vs: (-vs[0] if self.higher else vs[0], vs[1]),
         )
+        p.top = [list(vs) for vs in top[:k]]
+        if [value, p.step] in p.top:
+            save_checkpoint(self.payload(False), self.out / f"best-{p.step}.pt")
+        kept = {s for _, s in p.top}
+        for step, path in numbered(self.out, "best"):
+            if step not in kept:
+                path.unlink()
 
     # -- validation -------------------------------------------------------------------------------
 
@@ -117,154 +278,262 @@ class Trainer:
         total = nll = 0.0
         n = 0
         for idx in bucket_batches(split.data.lengths(), batch_size=64, shuffle=False):
-            b = split.data.batch(idx)
-            logits = self.model(b.src, b.src_mask, b.tgt_in)
+            b = split.data.batch(idx).to(self.ctx.device)
+            with self._autocast():
+                logits = self.model(b.src, b.src_mask, b.tgt_in)
             loss, nll_sum, k = label_smoothed_nll(logits, b.tgt_out, self.cfg.train.label_smoothing)
             total, nll, n = total + float(loss), nll + float(nll_sum), n + k
         self.model.train()
         return total / max(n, 1), math.exp(min(nll / max(n, 1), 50.0))
 
     def validate(self) -> dict[str, Any]:
-        t = self.cfg.train
-        dev = self.data.dev
+        """Rank 0: dev loss, perplexity and the decoded metric; best/last checkpoints."""
+        t, p, dev = self.cfg.train, self.progress, self.data.dev
         start = time.perf_counter()
         loss, ppl = self.dev_loss(dev)
         options = SearchOptions(beam_size=t.valid_beam_size, max_len_ratio=t.valid_max_len_ratio)
-        nbest = decode_all(self.model, dev.data, options)
-        tgt_tok, tgt_vocab = self.data.tgt_tokenizer, self.data.tgt_vocab
-        hyps = [tgt_tok.decode(tgt_vocab.decode(h[0].tokens)) for h in nbest]
-        value = metrics.score(t.metric, hyps, dev.tgt_text)
+        nbest = decode_all(self.model, dev.data, options, device=self.ctx.device)
+        hyps = [
+            self.data.tgt_tokenizer.decode(self.data.tgt_vocab.decode(h[0].tokens)) for h in nbest
+        ]
+        values = {"loss": loss, "ppl": ppl}
+        value = (
+            values[t.metric] if t.metric in values else metrics.score(t.metric, hyps, dev.tgt_text)
+        )
         result = {
-            "step": self.progress.step,
+            "step": p.step,
             "loss": loss,
             "ppl": ppl,
             t.metric: value,
+            "lr": self.optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - start,
         }
-        improved = self.progress.best is None or value > self.progress.best
+        improved = p.best is None or (value > p.best if self.higher else value < p.best)
         if improved:
-            self.progress.best, self.progress.best_step = value, self.progress.step
-        self.progress.last_valid = result
+            p.best, p.best_step, p.bad_validations = value, p.step, 0
+        else:
+            p.bad_validations += 1
         log.info(
             "validation at step %d: loss %.4f, ppl %.3f, %s %.4f%s",
-            self.progress.step,
+            p.step,
             loss,
             ppl,
             t.metric,
             value,
             " (new best)" if improved else "",
         )
-        for i in range(min(3, len(hyps))):
+        examples = [
+            {"src": dev.src_text[i], "ref": dev.tgt_text[i], "hyp": hyps[i]}
+            for i in range(min(3, len(hyps)))
+        ]
+        for i, e in enumerate(examples, 1):
             log.info(
                 "  example %d | source: %s | reference: %s | output: %s",
-                i + 1,
-                dev.src_text[i],
-                dev.tgt_text[i],
-                hyps[i],
+                i,
+                e["src"],
+                e["ref"],
+                e["hyp"],
             )
-        self._record(
-            "valid",
-            **result,
-            examples=[
-                {"src": dev.src_text[i], "ref": dev.tgt_text[i], "hyp": hyps[i]}
-                for i in range(min(3, len(hyps)))
-            ],
-        )
-        self._save("last.pt")
+        self._record("valid", **result, examples=examples)
+        self.schedule.after_validation(value)
+        self._keep_best(value)
         if improved:
-            self._save("best.pt")
+            save_checkpoint(self.payload(False), self.out / "best.pt")
+        self.checkpoint()
         return result
 
     # -- training ---------------------------------------------------------------------------------
 
-    def train_step(self, batch) -> tuple[float, int]:
+    def _autocast(self):
+        precision = self.cfg.train.precision
+        if precision == "float32":
+            return nullcontext()
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(self.ctx.device.type, dtype=dtype)
+
+    def update(self, batches: list[Batch]) -> tuple[float, int]:
+        """One optimizer step over ``batches`` (gradient accumulation): the gradient is that of
+        the summed loss over all their target tokens divided by the token count, as one big
+        batch would give. Returns (mean loss, tokens); a non-finite loss skips the step."""
         t = self.cfg.train
-        logits = self.model(batch.src, batch.src_mask, batch.tgt_in)
-        loss, _, n = label_smoothed_nll(logits, batch.tgt_out, t.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss / n).backward()
+        model = self.ddp or self.model
+        tokens = sum(b.num_tgt_tokens for b in batches)
+        total = 0.0
+        for i, batch in enumerate(batches):
+            b = batch.to(self.ctx.device)
+            sync = nullcontext() if self.ddp is None or i == len(batches) - 1 else model.no_sync()
+            try:
+                with sync:
+                    with self._autocast():
+                        logits = model(b.src, b.src_mask, b.tgt_in)
+                    loss, _, _ = label_smoothed_nll(logits, b.tgt_out, t.label_smoothing)
+                    self.scaler.scale(loss / tokens).backward()
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not isinstance(e, torch.OutOfMemoryError) and "can't allocate memory" not in str(
+                    e
+                ):
+                    raise
+                raise TrainingError(
+                    f"out of memory on a batch of {b.size} sentences x {b.src.size(1)} source / "
+                    f"{b.tgt_in.size(1)} target tokens; lower train.batch_tokens (now "
+                    f"{t.batch_tokens}) or train.batch_size (now {t.batch_size})"
+                ) from None
+            total += float(loss.detach())
+        if not math.isfinite(total):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.progress.bad_steps += 1
+            log.warning(
+                "step %d: non-finite loss (%s), update skipped (%d in a row)",
+                self.progress.step + 1,
+                total,
+                self.progress.bad_steps,
+            )
+            if self.progress.bad_steps >= t.max_bad_steps:
+                raise TrainingError(
+                    f"{self.progress.bad_steps} non-finite losses in a row (train.max_bad_steps="
+                    f"{t.max_bad_steps}); lower train.optimizer.lr or set train.clip_norm"
+                )
+            return total, tokens
+        self.progress.bad_steps = 0
         if t.clip_norm is not None:
+            self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
-        self.optimizer.step()
-        return float(loss.detach()) / n, n
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.after_update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total / tokens, tokens
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signal = signum
 
     def run(self) -> dict[str, Any]:
-        t = self.cfg.train
-        p = self.progress
-        start = time.monotonic()
-        deadline = start + t.max_minutes * 60 if t.max_minutes else None
+        handlers = {}
+        try:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                handlers[s] = signal.signal(s, self._on_signal)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        try:
+            return self._loop()
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+            distributed.teardown(self.ctx)
+
+    def _loop(self) -> dict[str, Any]:
+        t, p = self.cfg.train, self.progress
+        lengths = self.data.train.data.lengths()
+        started, seconds_before = time.monotonic(), p.seconds
         bar = tqdm(
             total=t.max_steps,
+            initial=p.step,
             disable=not self.show_progress,
             unit="step",
             dynamic_ncols=True,
             desc="train",
         )
-        window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
-        validated_at = -1
-        stop_reason = ""
+        window_start = time.monotonic()
+        validated_at, stop = p.step if p.step else -1, self._stop_reason()  # resumed and done?
         self.model.train()
-        while not stop_reason:
-            batches = bucket_batches(
-                self.data.train.data.lengths(),
-                batch_tokens=t.batch_tokens,
-                batch_size=t.batch_size,
-                seed=t.seed + p.epoch,
+        while not stop:
+            batches = distributed.shard(
+                bucket_batches(
+                    lengths,
+                    batch_tokens=t.batch_tokens,
+                    batch_size=t.batch_size,
+                    seed=t.seed + p.epoch,
+                ),
+                self.ctx,
             )
-            for idx in batches:
-                loss, n = self.train_step(self.data.train.data.batch(idx))
+            groups = [batches[i : i + t.accumulate] for i in range(0, len(batches), t.accumulate)]
+            while p.batch_in_epoch < len(groups) and not stop:
+                loss, n = self.update(
+                    [self.data.train.data.batch(i) for i in groups[p.batch_in_epoch]]
+                )
                 p.step += 1
+                p.batch_in_epoch += 1
+                p.seconds = seconds_before + time.monotonic() - started
                 bar.update(1)
-                window_loss += loss * n
-                window_tokens += n
-                if p.step % t.log_every == 0:
-                    elapsed = time.monotonic() - window_start
-                    mean = window_loss / window_tokens
-                    tok_s = window_tokens / max(elapsed, 1e-9)
-                    post = {"loss": f"{mean:.3f}", "tok/s": f"{tok_s:,.0f}"}
-                    if deadline is not None:
-                        post["left"] = f"{max(0.0, deadline - time.monotonic()) / 60:.1f}min"
-                    bar.set_postfix(post, refresh=False)
-                    log.debug("step %d: loss %.4f, %.0f target tokens/s", p.step, mean, tok_s)
-                    self._record(
-                        "train",
-                        step=p.step,
-                        epoch=p.epoch,
-                        loss=mean,
-                        tok_s=tok_s,
-                        elapsed=time.monotonic() - start,
-                    )
-                    window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
+                if math.isfinite(loss):
+                    p.window_loss += loss * n
+                    p.window_tokens += n
+                if p.step % t.log_every == 0 and p.window_tokens:
+                    self._log_window(time.monotonic() - window_start, bar)
+                    window_start = time.monotonic()
                 if p.step % t.validate_every == 0:
                     bar.clear()
-                    self.validate()
+                    if self.main:
+                        self.validate()
                     validated_at = p.step
-                if t.max_steps is not None and p.step >= t.max_steps:
-                    stop_reason = f"reached train.max_steps={t.max_steps}"
-                elif deadline is not None and time.monotonic() >= deadline:
-                    stop_reason = f"reached train.max_minutes={t.max_minutes}"
-                if stop_reason:
-                    break
-            else:
+                elif t.checkpoint_every and p.step % t.checkpoint_every == 0:
+                    self.checkpoint()
+                stop = self._stop_reason()
+            if p.batch_in_epoch >= len(groups):
                 p.epoch += 1
-                if t.max_epochs is not None and p.epoch >= t.max_epochs:
-                    stop_reason = f"reached train.max_epochs={t.max_epochs}"
+                p.batch_in_epoch = 0
+                if not stop and t.max_epochs is not None and p.epoch >= t.max_epochs:
+                    stop = f"reached train.max_epochs={t.max_epochs}"
         bar.close()
+        if stop.startswith("signal"):
+            if self.main:
+                self.checkpoint()
+            log.warning(
+                "%s at step %d: checkpoint saved in %s; run the same command to resume",
+                stop,
+                p.step,
+                self.out / "last.pt",
+            )
+            raise Interrupted(stop)
         log.info(
             "training stopped: %s (step %d, epoch %d, %.1f min)",
-            stop_reason,
+            stop,
             p.step,
             p.epoch,
-            (time.monotonic() - start) / 60,
+            p.seconds / 60,
         )
-        if validated_at != p.step:
+        if validated_at != p.step and self.main:
             self.validate()
-        self._metrics_file.close()
         return {
             "best": p.best,
             "best_step": p.best_step,
             "metric": t.metric,
             "step": p.step,
-            "last": p.last_valid,
-            "minutes": (time.monotonic() - start) / 60,
+            "stopped": stop,
+            "minutes": p.seconds / 60,
         }
+
+    def _log_window(self, seconds: float, bar: tqdm) -> None:
+        p = self.progress
+        mean = p.window_loss / p.window_tokens
+        tok_s = p.window_tokens * self.ctx.world_size / max(seconds, 1e-9)
+        lr = self.optimizer.param_groups[0]["lr"]
+        post = {"loss": f"{mean:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tok_s:,.0f}"}
+        if self.cfg.train.max_minutes:
+            post["left"] = f"{max(0.0, self.cfg.train.max_minutes - p.seconds / 60):.1f}min"
+        bar.set_postfix(post, refresh=False)
+        self._record(
+            "train", step=p.step, epoch=p.epoch, loss=mean, lr=lr, tok_s=tok_s, elapsed=p.seconds
+        )
+        p.window_loss, p.window_tokens = 0.0, 0
+
+    def _stop_reason(self) -> str:
+        t, p = self.cfg.train, self.progress
+        flags = distributed.any_rank(
+            [
+                self._signal is not None,
+                t.max_steps is not None and p.step >= t.max_steps,
+                t.max_minutes is not None and p.seconds >= t.max_minutes * 60,
+                t.patience is not None and p.bad_validations >= t.patience,
+            ],
+            self.ctx,
+        )
+        reasons = [
+            f"signal {signal.Signals(self._signal).name if self._signal else 'received'}",
+            f"reached train.max_steps={t.max_steps}",
+            f"reached train.max_minutes={t.max_minutes}",
+            f"no improvement of {t.metric} in {t.patience} validations (train.patience)",
+        ]
+        return next((r for r, f in zip(reasons, flags) if f), "")

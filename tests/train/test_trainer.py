@@ -1,0 +1,147 @@
+"""Trainer behaviour in-process on a tiny corpus: accumulation, guards, early stopping, keeping."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq import config
+from seq2seq.cli import main
+from seq2seq.train import trainer as trainer_mod
+from seq2seq.train.trainer import Trainer, TrainingError
+
+from ..conftest import write_corpus
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def make(tmp_path: Path, *overrides: str) -> Trainer:
+    pairs = [
+        ("abcd"[: 1 + i % 4] + "xyz"[i % 3], ("abcd"[: 1 + i % 4] + "xyz"[i % 3])[::-1])
+        for i in range(40)
+    ]
+    prefix = write_corpus(tmp_path / "data", "train", pairs)
+    cfg = config.load(
+        CONFIGS / "reverse_rnn.yaml",
+        [
+            f"data.train={prefix}",
+            f"data.dev={prefix}",
+            "train.max_steps=4",
+            "train.max_minutes=null",
+            "train.validate_every=2",
+            "train.log_every=1",
+            "model.encoder.hidden_size=8",
+            "model.decoder.hidden_size=12",
+            "model.encoder.dropout=0",
+            "model.decoder.dropout=0",
+            "train.threads=1",
+            *overrides,
+        ],
+    )
+    return Trainer(cfg, tmp_path / "run", show_progress=False)
+
+
+def test_accumulating_two_batches_equals_one_batch_of_both(tmp_path):
+    sgd = [
+        "train.optimizer.kind=sgd",
+        "train.optimizer.lr=0.5",
+        "train.clip_norm=null",
+        "train.label_smoothing=0.1",
+    ]
+    a = make(tmp_path / "a", *sgd)
+    b = make(tmp_path / "b", *sgd)
+    b.model.load_state_dict(a.model.state_dict())
+    data = a.data.train.data
+    first, second = list(range(0, 7)), list(range(7, 16))
+    loss_a, n_a = a.update([data.batch(first), data.batch(second)])
+    loss_b, n_b = b.update([data.batch(first + second)])
+    assert n_a == n_b
+    assert loss_a == pytest.approx(loss_b, rel=1e-5)
+    for (name, pa), pb in zip(a.model.named_parameters(), b.model.parameters()):
+        torch.testing.assert_close(pa, pb, atol=1e-6, rtol=1e-5, msg=name)
+    fresh = make(tmp_path / "c", *sgd)  # same seed: the initial parameters
+    moved = [not torch.equal(p, q) for p, q in zip(a.model.parameters(), fresh.model.parameters())]
+    assert any(moved)
+
+
+def test_non_finite_losses_skip_updates_then_stop(tmp_path, monkeypatch):
+    t = make(tmp_path, "train.max_bad_steps=3")
+    before = [p.detach().clone() for p in t.model.parameters()]
+
+    def nan_loss(logits, target, smoothing):
+        loss = logits.sum() * float("nan")
+        return loss, loss.detach(), 1
+
+    monkeypatch.setattr(trainer_mod, "label_smoothed_nll", nan_loss)
+    batch = [t.data.train.data.batch([0, 1])]
+    for _ in range(2):
+        loss, _ = t.update(batch)
+        assert math.isnan(loss)
+    assert all(torch.equal(p, q) for p, q in zip(before, t.model.parameters()))
+    with pytest.raises(
+        TrainingError, match=r"3 non-finite losses in a row \(train.max_bad_steps=3\)"
+    ):
+        t.update(batch)
+
+
+def test_out_of_memory_names_the_batch(tmp_path, monkeypatch):
+    t = make(tmp_path)
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(t.model, "forward", oom)
+    with pytest.raises(
+        TrainingError,
+        match=r"out of memory on a batch of 2 sentences x .* lower "
+        r"train.batch_tokens \(now 2048\)",
+    ):
+        t.update([t.data.train.data.batch([0, 1])])
+
+
+def test_early_stopping_on_patience(tmp_path, capsys):
+    t = make(
+        tmp_path,
+        "train.max_steps=50",
+        "train.patience=2",
+        "train.metric=exact_match",
+        "train.optimizer.lr=1e-9",
+    )
+    result = t.run()
+    # exact match stays 0.0: best at the first validation, then 2 without improvement
+    assert result["stopped"] == "no improvement of exact_match in 2 validations (train.patience)"
+    assert result["step"] == 6 and result["best_step"] == 2
+
+
+def test_keep_best_k_and_lower_is_better_metrics(tmp_path):
+    t = make(
+        tmp_path,
+        "train.max_steps=8",
+        "train.keep_best=2",
+        "train.metric=loss",
+        "train.optimizer.lr=0.01",
+    )
+    t.run()
+    run = tmp_path / "run"
+    records = [
+        r
+        for r in map(__import__("json").loads, (run / "metrics.jsonl").read_text().splitlines())
+        if r["kind"] == "valid"
+    ]
+    best_two = sorted(records, key=lambda r: r["loss"])[:2]
+    assert sorted(p.name for p in run.glob("best-*.pt")) == sorted(
+        f"best-{r['step']}.pt" for r in best_two
+    )
+    assert torch.load(run / "best.pt", weights_only=True)["step"] == best_two[0]["step"]
+
+
+def test_train_cli_resumes_by_default_and_restart_starts_over(tmp_path, capsys):
+    t = make(tmp_path)
+    t.run()
+    run = tmp_path / "run"
+    args = ["train", str(run / "config.yaml"), "--out", str(run), "-q"]
+    assert main(args) == 0  # resumes a finished run: nothing to do
+    assert "reached train.max_steps=4" in capsys.readouterr().out
+    assert main([*args, "--restart", "--set", "train.max_steps=2"]) == 0
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
