@@ -515,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .data.corpus import CorpusError
     from .train.checkpoint import CheckpointError
-    from .train.trainer import Interrupted, RunDirError, TrainingError
+    from .train.rundir import RunDirError
+    from .train.trainer import Interrupted, TrainingError
 
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)

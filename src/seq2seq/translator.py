@@ -12,7 +12,8 @@ from tqdm import tqdm
 from . import config as config_mod
 from .build import build_model
 from .data.batching import ParallelData, bucket_batches
-from .data.tokenize import Tokenizer, tokenizer_from_state
+from .data.prepare import Vocabularies
+from .data.tokenize import Tokenizer
 from .data.vocab import Vocab
 from .ensemble import Ensemble
 from .quantize import quantize
@@ -118,14 +119,8 @@ class Translator:
         if quantize_to is not None:
             model = quantize(model, quantize_to)
         _, vocabs, tokenizers = first
-        return cls(
-            model,
-            tokenizer_from_state(tokenizers["src"]),
-            tokenizer_from_state(tokenizers["tgt"]),
-            Vocab(vocabs["src"]),
-            Vocab(vocabs["tgt"]),
-            device,
-        )
+        v = Vocabularies.from_state({"vocabs": vocabs, "tokenizers": tokenizers})
+        return cls(model, v.src_tokenizer, v.tgt_tokenizer, v.src_vocab, v.tgt_vocab, device)
 
     def encode_sources(self, sentences: list[str]) -> ParallelData:
         return ParallelData(

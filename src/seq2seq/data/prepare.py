@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..config import DataConfig, SideConfig
 from .batching import ParallelData
 from .corpus import FilterReport, corpus_paths, filter_pairs, read_parallel
-from .tokenize import Tokenizer, train_tokenizer
+from .tokenize import Tokenizer, tokenizer_from_state, train_tokenizer
 from .vocab import Vocab
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,10 @@ class PreparedData:
     tgt_vocab: Vocab
     train: Split
     dev: Split
+
+    @property
+    def vocabularies(self) -> Vocabularies:
+        return Vocabularies(self.src_tokenizer, self.tgt_tokenizer, self.src_vocab, self.tgt_vocab)
 
 
 def _tokenizer(side: SideConfig, texts: list[str], threads: int | None) -> Tokenizer:
@@ -85,6 +89,26 @@ class Vocabularies:
     tgt_tokenizer: Tokenizer
     src_vocab: Vocab
     tgt_vocab: Vocab
+
+    def to_state(self) -> dict:
+        """Plain data, as stored in checkpoints under ``tokenizers`` and ``vocabs``."""
+        return {
+            "tokenizers": {
+                "src": self.src_tokenizer.to_state(),
+                "tgt": self.tgt_tokenizer.to_state(),
+            },
+            "vocabs": {"src": self.src_vocab.itos, "tgt": self.tgt_vocab.itos},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> Vocabularies:
+        """From a checkpoint (or ``to_state()``): its ``tokenizers`` and ``vocabs`` entries."""
+        return cls(
+            tokenizer_from_state(state["tokenizers"]["src"]),
+            tokenizer_from_state(state["tokenizers"]["tgt"]),
+            Vocab(state["vocabs"]["src"]),
+            Vocab(state["vocabs"]["tgt"]),
+        )
 
 
 def prepare_data(

@@ -28,23 +28,18 @@ from tqdm import tqdm
 
 from .. import metrics
 from ..build import build_model
-from ..config import SCHEMA_VERSION, Config, from_dict, to_dict
+from ..config import SCHEMA_VERSION, Config, to_dict
 from ..data.batching import Batch, bucket_batches
 from ..data.prepare import PreparedData, Split, Vocabularies, prepare_data
-from ..data.tokenize import tokenizer_from_state
-from ..data.vocab import Vocab
 from ..search import SearchOptions
 from ..translator import decode_all
 from . import distributed
 from .checkpoint import load_checkpoint, numbered, rng_state, save_checkpoint, set_rng_state
 from .loss import label_smoothed_nll
 from .optim import build_optimizer, build_schedule
+from .rundir import check_resumable, clean, trim_metrics
 
 log = logging.getLogger(__name__)
-
-
-class RunDirError(ValueError):
-    """The run directory cannot be used as asked (e.g. a resume with a different model)."""
 
 
 class TrainingError(RuntimeError):
@@ -92,11 +87,11 @@ class Trainer:
         resume = (self.out / "last.pt").exists() and not restart
         ckpt = load_checkpoint(self.out / "last.pt") if resume else None
         if ckpt is not None:
-            self._check_compatible(ckpt)
+            check_resumable(self.out, ckpt, cfg)
         elif self.main:
-            self._clean_run_dir()
+            clean(self.out)
         set_seed(t.seed + self.ctx.rank)
-        given = self._restore_vocabularies(ckpt) if ckpt else None
+        given = Vocabularies.from_state(ckpt) if ckpt else None
         if given is None and self.ctx.distributed:  # rank 0 trains the tokenizers, others receive
             self.data = self._prepare_shared(cfg)
         else:
@@ -124,7 +119,7 @@ class Trainer:
             (self.out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
             self.data.src_vocab.save(self.out / "vocab.src.txt")
             self.data.tgt_vocab.save(self.out / "vocab.tgt.txt")
-            self._trim_metrics(self.progress.step if ckpt else 0)
+            trim_metrics(self.out / "metrics.jsonl", self.progress.step if ckpt else 0)
         self.tensorboard = None
         if self.main and t.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -143,54 +138,12 @@ class Trainer:
 
     # -- run directory and resume -----------------------------------------------------------------
 
-    def _check_compatible(self, ckpt: dict[str, Any]) -> None:
-        """A resume may change how long to train, not what is trained."""
-        old = from_dict(ckpt["config"], source=f"{self.out / 'last.pt'} (stored config)")
-        for section in ("data", "model"):
-            a, b = to_dict(getattr(old, section)), to_dict(getattr(self.cfg, section))
-            if a != b:
-                key = next(k for k in a if a[k] != b.get(k))
-                raise RunDirError(
-                    f"{self.out}: cannot resume: {section}.{key} differs from the run's "
-                    f"checkpoint ({a[key]!r} there, {b[key]!r} now); pass --restart to start over "
-                    "or choose another --out"
-                )
-        log.info("resuming %s from step %d", self.out, ckpt["train_state"]["progress"]["step"])
-
-    def _clean_run_dir(self) -> None:
-        for p in [
-            *self.out.glob("ckpt-*.pt"),
-            *self.out.glob("best-*.pt"),
-            self.out / "best.pt",
-            self.out / "last.pt",
-            self.out / "metrics.jsonl",
-        ]:
-            p.unlink(missing_ok=True)
-
-    @staticmethod
-    def _restore_vocabularies(ckpt: dict[str, Any]) -> Vocabularies:
-        return Vocabularies(
-            tokenizer_from_state(ckpt["tokenizers"]["src"]),
-            tokenizer_from_state(ckpt["tokenizers"]["tgt"]),
-            Vocab(ckpt["vocabs"]["src"]),
-            Vocab(ckpt["vocabs"]["tgt"]),
-        )
-
     def _prepare_shared(self, cfg: Config) -> PreparedData:
         """Rank 0 trains the tokenizers and vocabularies and sends them to the other ranks."""
-        data, state = None, None
-        if self.main:
-            data = prepare_data(cfg.data, cfg.train.threads)
-            state = {
-                "tokenizers": {
-                    "src": data.src_tokenizer.to_state(),
-                    "tgt": data.tgt_tokenizer.to_state(),
-                },
-                "vocabs": {"src": data.src_vocab.itos, "tgt": data.tgt_vocab.itos},
-            }
-        state = distributed.broadcast(state, self.ctx)
+        data = prepare_data(cfg.data, cfg.train.threads) if self.main else None
+        state = distributed.broadcast(data.vocabularies.to_state() if data else None, self.ctx)
         if data is None:
-            data = prepare_data(cfg.data, cfg.train.threads, self._restore_vocabularies(state))
+            data = prepare_data(cfg.data, cfg.train.threads, Vocabularies.from_state(state))
         return data
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
@@ -201,13 +154,6 @@ class Trainer:
         self.scaler.load_state_dict(ts["scaler"])
         self.progress = Progress(**ts["progress"])
         set_rng_state(ts["rng"])
-
-    def _trim_metrics(self, step: int) -> None:
-        """Keeps the records up to the resumed step, so the curve has no doubled stretch."""
-        path = self.out / "metrics.jsonl"
-        lines = path.read_text().splitlines() if path.exists() else []
-        kept = [line for line in lines if json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in kept))
 
     # -- records and checkpoints ------------------------------------------------------------------
 
@@ -229,8 +175,7 @@ class Trainer:
             "schema_version": SCHEMA_VERSION,
             "config": to_dict(self.cfg),
             "model": self.model.state_dict(),
-            "vocabs": {"src": d.src_vocab.itos, "tgt": d.tgt_vocab.itos},
-            "tokenizers": {"src": d.src_tokenizer.to_state(), "tgt": d.tgt_tokenizer.to_state()},
+            **d.vocabularies.to_state(),
             "step": p.step,
             "best": p.best,
         }
