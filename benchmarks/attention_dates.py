@@ -36,12 +36,19 @@ KINDS = [
 ]
 
 
-def seq2seq(*args: str, cwd: Path) -> str:
+def seq2seq(*args: str, cwd: Path) -> str | None:
+    """stdout of a successful run, else None (the failure is reported on stderr)."""
     proc = subprocess.run(
         [sys.executable, "-m", "seq2seq", *args], cwd=cwd, capture_output=True, text=True
     )
     if proc.returncode != 0:
-        raise SystemExit(f"seq2seq {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+        print(
+            f"seq2seq {' '.join(args)} failed (exit status {proc.returncode}):\n"
+            f"{proc.stderr[-3000:]}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
     return proc.stdout
 
 
@@ -55,10 +62,11 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="attention_dates_"))
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "data/dates/test.src").exists():
-        seq2seq("data", "task", "dates", "--out", "data/dates", cwd=work)
+        if seq2seq("data", "task", "dates", "--out", "data/dates", cwd=work) is None:
+            raise SystemExit(1)
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, train.threads from the config (2); work dir {work}",
+        f"torch {torch.__version__}; overrides {args.set}; work dir {work}",
         flush=True,
     )
     print("| kind | steps (best at) | minutes | dev exact match | test exact match |")
@@ -78,11 +86,14 @@ def main() -> None:
             cwd=work,
         )
         minutes = (time.monotonic() - start) / 60
+        if out is None:
+            print(f"| {kind} | failed | {minutes:.2f} | | |", flush=True)
+            continue
         best = re.search(r"best dev exact_match ([\d.]+) at step (\d+)", out)
         events = [json.loads(x) for x in (work / run / "metrics.jsonl").read_text().splitlines()]
         steps = max(e["step"] for e in events)
         test = json.loads(
-            seq2seq(
+            seq2seq(  # type: ignore[arg-type]
                 "evaluate",
                 run,
                 "--src",

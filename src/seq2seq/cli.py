@@ -113,18 +113,46 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     translator = load(args.checkpoint)
     lines = _read_input(args.input)
-    outputs = translator.translate(
-        lines,
-        beam_size=args.beam_size,
-        batch_size=args.batch_size,
-        max_len_ratio=args.max_len_ratio,
-    )
+    if args.attention or args.alignment or args.replace_unk:
+        outputs = _translate_with_attention(translator, lines, args)
+    else:
+        outputs = translator.translate(
+            lines,
+            beam_size=args.beam_size,
+            batch_size=args.batch_size,
+            max_len_ratio=args.max_len_ratio,
+        )
     text = "".join(o + "\n" for o in outputs)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _translate_with_attention(translator, lines: list[str], args: argparse.Namespace) -> list[str]:
+    """--attention DIR (NNNN.png + NNNN.json per input line), --alignment, --replace-unk."""
+    results = translator.translate_with_attention(
+        lines,
+        beam_size=args.beam_size,
+        batch_size=args.batch_size,
+        max_len_ratio=args.max_len_ratio,
+        replace_unk=args.replace_unk,
+    )
+    if args.attention:
+        from .plot import plot_attention
+
+        out = Path(args.attention)
+        out.mkdir(parents=True, exist_ok=True)
+        for n, r in enumerate(results, start=1):
+            plot_attention(r.attention, r.src_tokens, r.tgt_tokens, out / f"{n:04d}.png")
+            (out / f"{n:04d}.json").write_text(
+                json.dumps(r.to_dict(), ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+        log.info("wrote %d attention heatmaps and JSON files to %s/", len(results), out)
+    if args.alignment:
+        return [r.text + " ||| " + " ".join(f"{i}-{j}" for i, j in r.alignment()) for r in results]
+    return [r.text for r in results]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -258,6 +286,23 @@ def build_parser() -> argparse.ArgumentParser:
     decoding_options(tl)
     tl.add_argument("--input", help="input file, one sentence per line (default: stdin)")
     tl.add_argument("--output", help="output file (default: stdout)")
+    tl.add_argument(
+        "--attention",
+        metavar="DIR",
+        help="write each sentence's attention as a heatmap DIR/NNNN.png and as JSON "
+        "DIR/NNNN.json (NNNN: input line number from 0001)",
+    )
+    tl.add_argument(
+        "--alignment",
+        action="store_true",
+        help="append hard alignments to each output line: 'TRANSLATION ||| i-j ...' "
+        "(0-based source token i, output token j; the most-attended source token)",
+    )
+    tl.add_argument(
+        "--replace-unk",
+        action="store_true",
+        help="replace each <unk> in the output by the source token it attends to most",
+    )
     tl.set_defaults(func=cmd_translate)
 
     ev = sub.add_parser(
