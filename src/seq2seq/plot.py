@@ -51,10 +51,12 @@ def plot_attention(
     )
     image = ax.imshow(data, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(cols))
-    ax.set_xticklabels(src_tokens, rotation=90 if longest_src > 2 else 0)
+    ax.set_xticklabels(src_tokens)
+    ax.xaxis.tick_top()
+    for tick, token in zip(ax.xaxis.get_major_ticks(), src_tokens):
+        tick.label2.set_rotation(90 if len(token) > 2 else 0)  # characters stay upright
     ax.set_yticks(range(rows))
     ax.set_yticklabels(tgt_tokens)
-    ax.xaxis.tick_top()
     ax.tick_params(length=0)
     ax.set_xlabel("source")
     ax.xaxis.set_label_position("top")
