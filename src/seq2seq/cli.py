@@ -145,7 +145,8 @@ def _translate_with_attention(translator, lines: list[str], args: argparse.Names
         out = Path(args.attention)
         out.mkdir(parents=True, exist_ok=True)
         for n, r in enumerate(results, start=1):
-            plot_attention(r.attention, r.src_tokens, r.tgt_tokens, out / f"{n:04d}.png")
+            title = f"{r.source} -> {r.text}"
+            plot_attention(r.attention, r.src_tokens, r.tgt_tokens, out / f"{n:04d}.png", title)
             (out / f"{n:04d}.json").write_text(
                 json.dumps(r.to_dict(), ensure_ascii=False) + "\n", encoding="utf-8"
             )
