@@ -23,6 +23,12 @@ def tiny_model(
     src_vocab: int = 13,
     tgt_vocab: int = 11,
     seed: int = 0,
+    coverage: bool = False,
+    residual: bool = False,
+    tie_output: bool = False,
+    window: int = 1,
+    num_heads: int = 4,
+    hidden_dropout: float = 0.0,
 ) -> torch.nn.Module:
     torch.manual_seed(seed)
     enc_hidden = 8 if bidirectional else 16
@@ -33,16 +39,22 @@ def tiny_model(
             hidden_size=enc_hidden,
             num_layers=num_layers,
             bidirectional=bidirectional,
+            residual=residual,
         ),
         decoder=RNNDecoderConfig(
             cell=cell,
-            embed_dim=5,
+            embed_dim=16 if tie_output else 5,
             hidden_size=16,
             num_layers=num_layers,
             input_feeding=input_feeding,
             bridge=bridge,
-            attention=AttentionConfig(kind=attention),
+            residual=residual,
+            hidden_dropout=hidden_dropout,
+            attention=AttentionConfig(
+                kind=attention, coverage=coverage, window=window, num_heads=num_heads
+            ),
         ),
+        tie_output=tie_output,
     )
     cfg.check("model")
     return build_model(cfg, src_vocab, tgt_vocab).eval()

@@ -192,6 +192,7 @@ def test_every_subcommand_has_help():
         ["translate"],
         ["evaluate"],
         ["score"],
+        ["average"],
         ["data", "task"],
         ["quickstart"],
         [],
@@ -354,3 +355,76 @@ def test_score_matches_beam_scores(trained, capsys):
         n = len(obj["tokens"]) + 1
         assert ppl == pytest.approx(__import__("math").exp(-log_prob / n), rel=1e-4)
     assert "perplexity" in captured.err
+
+
+def test_translate_attention_dir_writes_png_and_json_per_sentence(trained, tmp_path):
+    _, _, run = trained
+    inp = tmp_path / "in.txt"
+    inp.write_text("abc\nhello\n", encoding="utf-8")
+    out_dir = tmp_path / "att"
+    out, plain = tmp_path / "out.txt", tmp_path / "plain.txt"
+    args = ["translate", str(run), "--input", str(inp), "--beam-size", "2", "--output"]
+    assert main([*args, str(out), "--attention", str(out_dir)]) == 0
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "0001.json",
+        "0001.png",
+        "0002.json",
+        "0002.png",
+    ]
+    for n, src in ((1, "abc"), (2, "hello")):
+        assert (out_dir / f"{n:04d}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        record = json.loads((out_dir / f"{n:04d}.json").read_text(encoding="utf-8"))
+        assert record["source"] == src
+        assert record["src_tokens"] == [*src, "<eos>"]
+        assert record["tgt_tokens"][-1] == "<eos>"
+        att = record["attention"]
+        assert len(att) == len(record["tgt_tokens"])
+        assert all(len(row) == len(src) + 1 for row in att)
+        assert all(abs(sum(row) - 1) < 1e-4 for row in att)
+    assert main([*args, str(plain)]) == 0
+    assert out.read_text() == plain.read_text()  # the translations themselves are unchanged
+
+
+def test_translate_alignment_format(trained, tmp_path, capsys):
+    _, _, run = trained
+    inp = tmp_path / "in.txt"
+    inp.write_text("abcd\n\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["translate", str(run), "--input", str(inp), "--alignment"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    text, pairs = lines[0].split(" ||| ")
+    assert len(pairs.split()) == len(text)  # one pair per output character
+    for k, pair in enumerate(pairs.split()):
+        i, j = map(int, pair.split("-"))
+        assert j == k and 0 <= i < 4
+    assert lines[1].endswith(" ||| ")  # empty source: nothing to align to
+
+
+@pytest.fixture
+def unk_model(trained, tmp_path):
+    """The trained model, changed so that every output token is <unk> (until the length limit)."""
+    from seq2seq.data.vocab import UNK_ID
+    from seq2seq.train.checkpoint import load_checkpoint, save_checkpoint
+
+    _, _, run = trained
+    ckpt = load_checkpoint(run / "last.pt")
+    ckpt["model"]["decoder.output.bias"][UNK_ID] = 1000.0
+    path = tmp_path / "unk.pt"
+    save_checkpoint(ckpt, path)
+    return path
+
+
+def test_translate_replace_unk_copies_the_most_attended_source_token(unk_model, tmp_path, capsys):
+    inp = tmp_path / "in.txt"
+    inp.write_text("xyZQ\n", encoding="utf-8")  # Z and Q are in no vocabulary of the model
+    capsys.readouterr()
+    args = ["translate", str(unk_model), "--input", str(inp), "--beam-size", "1"]
+    assert main(args) == 0
+    assert "<unk>" in capsys.readouterr().out
+    assert main([*args, "--replace-unk", "--alignment"]) == 0
+    text, pairs = capsys.readouterr().out.rstrip("\n").split(" ||| ")
+    assert "<unk>" not in text and len(text) == len(pairs.split()) >= 10
+    for pair in pairs.split():
+        i, j = map(int, pair.split("-"))
+        assert text[j] == "xyZQ"[i]

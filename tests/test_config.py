@@ -1,3 +1,4 @@
+import typing
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,87 @@ def test_cli_wrong_type_through_set(tmp_path, capsys):
     assert (
         "train.max_steps: expected an integer or null, got 'many' (str)" in capsys.readouterr().err
     )
+
+
+def model_error(**model) -> str:
+    bad = raw()
+    bad["model"] = model
+    with pytest.raises(ConfigError) as e:
+        config.from_dict(bad, source="x.yaml")
+    return str(e.value)
+
+
+def test_every_attention_kind_is_selectable_with_set():
+    kinds = typing.get_args(config.AttentionKind)
+    assert set(kinds) == {
+        "bahdanau",
+        "luong_dot",
+        "luong_general",
+        "luong_concat",
+        "scaled_dot",
+        "multihead",
+        "local_m",
+        "local_p",
+    }
+    for kind in kinds:
+        r = config.apply_overrides(
+            config.read_yaml(CONFIGS / "dates_rnn.yaml"), [f"model.decoder.attention.kind={kind}"]
+        )
+        assert config.from_dict(r).model.decoder.attention.kind == kind
+
+
+def test_local_p_needs_a_window_of_at_least_one():
+    msg = model_error(decoder={"attention": {"kind": "local_p", "window": 0}})
+    assert msg == (
+        "x.yaml: model.decoder.attention.window: expected an integer >= 1 for local_p "
+        "(the Gaussian's sigma is window / 2), got 0"
+    )
+    msg = model_error(decoder={"attention": {"kind": "local_m", "window": -1}})
+    assert msg == "x.yaml: model.decoder.attention.window: expected an integer >= 0, got -1"
+    assert config.from_dict(
+        {**raw(), "model": {"decoder": {"attention": {"kind": "local_m", "window": 0}}}}
+    )
+
+
+def test_scaled_dot_needs_equal_sizes():
+    msg = model_error(
+        encoder={"hidden_size": 64, "bidirectional": True},
+        decoder={"hidden_size": 100, "attention": {"kind": "scaled_dot"}},
+    )
+    assert msg == (
+        "x.yaml: model.decoder.attention.kind: scaled_dot needs encoder output size == decoder "
+        "hidden size, got 128 (model.encoder.hidden_size=64 x 2 directions) and "
+        "model.decoder.hidden_size=100; use luong_general or bahdanau"
+    )
+
+
+def test_multihead_needs_hidden_size_divisible_by_heads():
+    msg = model_error(
+        decoder={"hidden_size": 100, "attention": {"kind": "multihead", "num_heads": 3}}
+    )
+    assert msg == (
+        "x.yaml: model.decoder.attention.num_heads: multihead needs model.decoder.hidden_size "
+        "divisible by num_heads, got hidden_size=100 and num_heads=3"
+    )
+    msg = model_error(decoder={"attention": {"kind": "multihead", "num_heads": 0}})
+    assert msg == "x.yaml: model.decoder.attention.num_heads: expected an integer >= 1, got 0"
+
+
+def test_tie_output_needs_embed_dim_equal_to_hidden_size():
+    msg = model_error(decoder={"embed_dim": 64, "hidden_size": 128}, tie_output=True)
+    assert msg == (
+        "x.yaml: model.tie_output: true shares the target embedding with the output projection, "
+        "so it needs model.decoder.embed_dim == model.decoder.hidden_size, got 64 and 128"
+    )
+    ok = raw()
+    ok["model"] = {"decoder": {"embed_dim": 32, "hidden_size": 32}, "tie_output": True}
+    assert config.from_dict(ok).model.tie_output is True
+
+
+def test_dropouts_residual_and_coverage_are_checked():
+    msg = model_error(decoder={"hidden_dropout": 1.0})
+    assert msg == "x.yaml: model.decoder.hidden_dropout: expected a number in [0, 1), got 1.0"
+    msg = model_error(encoder={"residual": "yes"})
+    assert msg == "x.yaml: model.encoder.residual: expected true or false, got 'yes' (str)"
+    msg = model_error(decoder={"attention": {"coverage": 1}})
+    assert msg == "x.yaml: model.decoder.attention.coverage: expected true or false, got 1 (int)"

@@ -63,6 +63,41 @@ def test_example_config_trains_task_to_bar_within_five_minutes(tmp_path, task, b
     assert same >= 0.99, same
 
 
+@pytest.mark.parametrize("kind", ["local_p", "luong_concat"])
+def test_attention_kind_trains_dates_to_bar(tmp_path, kind):
+    """A cheap subset of benchmarks/attention_dates.py (which trains all 8 kinds): the example
+    config with only the attention kind switched, 300 steps."""
+    seq2seq("data", "task", "dates", "--out", "data/dates", cwd=tmp_path)
+    start = time.monotonic()
+    seq2seq(
+        "train",
+        str(REPO / "configs" / "dates_rnn.yaml"),
+        "--out",
+        "runs/r",
+        "-q",
+        "--set",
+        f"model.decoder.attention.kind={kind}",
+        "--set",
+        "train.max_steps=300",
+        cwd=tmp_path,
+    )
+    minutes = (time.monotonic() - start) / 60
+    assert minutes < 5, f"training took {minutes:.1f} min"
+    result = json.loads(
+        seq2seq(
+            "evaluate",
+            "runs/r",
+            "--src",
+            "data/dates/test.src",
+            "--ref",
+            "data/dates/test.tgt",
+            "--json",
+            cwd=tmp_path,
+        )
+    )
+    assert result["exact_match"] >= 0.90, result
+
+
 def test_quickstart_learns_dates(tmp_path):
     start = time.monotonic()
     out = seq2seq("quickstart", "-q", cwd=tmp_path)

@@ -174,14 +174,20 @@ def _load_translator(args: argparse.Namespace):
     return load(args.checkpoint, quantize_to=args.quantize)
 
 
-def _format(translator, source: str, nbest: list, args: argparse.Namespace) -> str:
+def _format(translator, source: str, nbest: list, args: argparse.Namespace, best=None) -> str:
     """The output lines for one input: the translation; with --n-best or several samples, one
-    ``translation<TAB>score`` line per hypothesis; with --json, one JSON object."""
+    ``translation<TAB>score`` line per hypothesis; with --json, one JSON object. ``best``: the
+    :class:`~seq2seq.translator.Translation` of the first hypothesis (--replace-unk,
+    --alignment), whose text replaces the plain detokenization."""
+    texts = [translator.detokenize(h.tokens) for h in nbest]
+    if best is not None:
+        texts[0] = best.text
+    alignment = " ".join(f"{i}-{j}" for i, j in best.alignment()) if args.alignment else None
     if args.json:
 
-        def entry(h) -> dict:
+        def entry(h, text: str) -> dict:
             e = {
-                "translation": translator.detokenize(h.tokens),
+                "translation": text,
                 "score": h.score,
                 "log_prob": h.log_prob,
                 "tokens": translator.tgt_vocab.decode(h.tokens),
@@ -190,19 +196,47 @@ def _format(translator, source: str, nbest: list, args: argparse.Namespace) -> s
                 e["attention"] = [[round(x, 5) for x in row] for row in h.attention.tolist()]
             return e
 
-        obj = {"source": source, **entry(nbest[0])}
+        obj = {"source": source, **entry(nbest[0], texts[0])}
+        if alignment is not None:
+            obj["alignment"] = alignment
         if len(nbest) > 1:
-            obj["n_best"] = [entry(h) for h in nbest]
+            obj["n_best"] = [entry(h, t) for h, t in zip(nbest, texts)]
         return json.dumps(obj, ensure_ascii=False) + "\n"
     if args.n_best is not None or len(nbest) > 1:
-        return "".join(f"{translator.detokenize(h.tokens)}\t{h.score:.6f}\n" for h in nbest)
-    return translator.detokenize(nbest[0].tokens) + "\n"
+        return "".join(f"{t}\t{h.score:.6f}\n" for h, t in zip(nbest, texts))
+    return texts[0] + (f" ||| {alignment}" if alignment is not None else "") + "\n"
+
+
+def _write_attention(results: list, directory: str) -> None:
+    """--attention DIR: NNNN.png (heatmap) and NNNN.json per input line, from 0001."""
+    from .plot import plot_attention
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for n, r in enumerate(results, start=1):
+        title = f"{r.source} -> {r.text}"
+        plot_attention(r.attention, r.src_tokens, r.tgt_tokens, out / f"{n:04d}.png", title)
+        (out / f"{n:04d}.json").write_text(
+            json.dumps(r.to_dict(), ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+    log.info("wrote %d attention heatmaps and JSON files to %s/", len(results), out)
+
+
+def _translate_lines(translator, lines: list[str], options, args, progress: bool = False) -> str:
+    by_attention = bool(args.attention or args.alignment or args.replace_unk)
+    attention = by_attention or bool(args.json and args.with_attention)
+    nbests = translator.hypotheses(lines, options, args.batch_size, attention, progress=progress)
+    best = [None] * len(lines)
+    if by_attention:
+        best = translator.with_attention(lines, nbests, args.replace_unk)
+        if args.attention:
+            _write_attention(best, args.attention)
+    return "".join(_format(translator, *x, args, b) for x, b in zip(zip(lines, nbests), best))
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
     options = _search_options(args)
     translator = _load_translator(args)
-    attention = bool(args.json and args.with_attention)
     if args.interactive:
         tty = sys.stdin.isatty()
         while True:
@@ -211,17 +245,12 @@ def cmd_translate(args: argparse.Namespace) -> int:
             line = sys.stdin.readline()
             if not line:
                 break
-            source = line.rstrip("\n")
-            nbest = translator.hypotheses([source], options, 1, attention)[0]
-            sys.stdout.write(_format(translator, source, nbest, args))
+            sys.stdout.write(_translate_lines(translator, [line.rstrip("\n")], options, args))
             sys.stdout.flush()
         return 0
     lines = _read_input(args.input)
     progress = not args.quiet and (args.output is not None or not sys.stdout.isatty())
-    nbests = translator.hypotheses(
-        lines, options, args.batch_size, attention, progress=progress and sys.stderr.isatty()
-    )
-    text = "".join(_format(translator, src, nb, args) for src, nb in zip(lines, nbests))
+    text = _translate_lines(translator, lines, options, args, progress and sys.stderr.isatty())
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
@@ -454,6 +483,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--with-attention",
         action="store_true",
         help="with --json: include the attention weights (target x source)",
+    )
+    tl.add_argument(
+        "--attention",
+        metavar="DIR",
+        help="write each sentence's attention as a heatmap DIR/NNNN.png and as JSON "
+        "DIR/NNNN.json (NNNN: input line number from 0001)",
+    )
+    tl.add_argument(
+        "--alignment",
+        action="store_true",
+        help="append hard alignments to each output line: 'TRANSLATION ||| i-j ...' "
+        "(0-based source token i, output token j; the most-attended source token)",
+    )
+    tl.add_argument(
+        "--replace-unk",
+        action="store_true",
+        help="replace each <unk> in the output by the source token it attends to most",
     )
     tl.set_defaults(func=cmd_translate)
 

@@ -100,21 +100,46 @@ class RNNEncoderConfig:
     bidirectional: bool = True
     dropout: float = 0.1  # between layers and on the outputs
     embed_dropout: float = 0.1
+    residual: bool = False  # add each stacked layer's input to its output (from layer 2 on)
 
     def check(self, path: str) -> None:
         _check_sizes(self, path)
 
 
+AttentionKind = Literal[
+    "bahdanau",
+    "luong_dot",
+    "luong_general",
+    "luong_concat",
+    "scaled_dot",
+    "multihead",
+    "local_m",
+    "local_p",
+]
+
+
 @dataclass(frozen=True)
 class AttentionConfig:
-    kind: Literal["bahdanau", "luong_dot", "luong_general"] = "bahdanau"
-    hidden_size: int | None = None  # additive scorer's inner size; default: decoder hidden size
+    kind: AttentionKind = "bahdanau"
+    hidden_size: int | None = None  # additive scorers' inner size; default: decoder hidden size
+    window: int = 10  # local_m / local_p: half-width D of the window [p_t - D, p_t + D]
+    num_heads: int = 4  # multihead
+    coverage: bool = False  # feed the coverage vector (Tu et al. 2016) to the scorer
 
     def check(self, path: str) -> None:
         if self.hidden_size is not None:
             _require(
                 self.hidden_size >= 1, f"{path}.hidden_size", self.hidden_size, "an integer >= 1"
             )
+        if self.kind == "local_p":
+            _require(
+                self.window >= 1,
+                f"{path}.window",
+                self.window,
+                "an integer >= 1 for local_p (the Gaussian's sigma is window / 2)",
+            )
+        _require(self.window >= 0, f"{path}.window", self.window, "an integer >= 0")
+        _require(self.num_heads >= 1, f"{path}.num_heads", self.num_heads, "an integer >= 1")
 
 
 @dataclass(frozen=True)
@@ -126,28 +151,50 @@ class RNNDecoderConfig:
     num_layers: int = 1
     dropout: float = 0.1
     embed_dropout: float = 0.1
+    hidden_dropout: float = 0.0  # on the recurrent output h_t, before attention
     input_feeding: bool = True
     bridge: Literal["zero", "last", "mean", "linear"] = "linear"
+    residual: bool = False  # add each stacked layer's input to its output (from layer 2 on)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
 
     def check(self, path: str) -> None:
         _check_sizes(self, path)
+        _require(
+            0.0 <= self.hidden_dropout < 1.0,
+            f"{path}.hidden_dropout",
+            self.hidden_dropout,
+            "a number in [0, 1)",
+        )
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     encoder: RNNEncoderConfig = field(default_factory=RNNEncoderConfig)
     decoder: RNNDecoderConfig = field(default_factory=RNNDecoderConfig)
+    tie_output: bool = False  # share the target embedding with the output projection
 
     def check(self, path: str) -> None:
         enc, dec = self.encoder, self.decoder
         enc_out = enc.hidden_size * (2 if enc.bidirectional else 1)
-        if dec.attention.kind == "luong_dot" and enc_out != dec.hidden_size:
+        kind = dec.attention.kind
+        if kind in ("luong_dot", "scaled_dot") and enc_out != dec.hidden_size:
             raise ConfigError(
-                f"{path}.decoder.attention.kind: luong_dot needs encoder output size == decoder "
+                f"{path}.decoder.attention.kind: {kind} needs encoder output size == decoder "
                 f"hidden size, got {enc_out} (model.encoder.hidden_size={enc.hidden_size}"
                 f"{' x 2 directions' if enc.bidirectional else ''}) and "
                 f"model.decoder.hidden_size={dec.hidden_size}; use luong_general or bahdanau"
+            )
+        if kind == "multihead" and dec.hidden_size % dec.attention.num_heads:
+            raise ConfigError(
+                f"{path}.decoder.attention.num_heads: multihead needs model.decoder.hidden_size "
+                f"divisible by num_heads, got hidden_size={dec.hidden_size} and "
+                f"num_heads={dec.attention.num_heads}"
+            )
+        if self.tie_output and dec.embed_dim != dec.hidden_size:
+            raise ConfigError(
+                f"{path}.tie_output: true shares the target embedding with the output projection, "
+                f"so it needs model.decoder.embed_dim == model.decoder.hidden_size, got "
+                f"{dec.embed_dim} and {dec.hidden_size}"
             )
         if dec.bridge == "mean" and enc_out != dec.hidden_size:
             raise ConfigError(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from . import config as config_mod
@@ -14,7 +16,7 @@ from .build import build_model
 from .data.batching import ParallelData, bucket_batches
 from .data.prepare import Vocabularies
 from .data.tokenize import Tokenizer
-from .data.vocab import Vocab
+from .data.vocab import EOS, UNK, Vocab
 from .ensemble import Ensemble
 from .quantize import quantize
 from .search import Hypothesis, SearchOptions, force_decode, search
@@ -165,6 +167,43 @@ class Translator:
             self.detokenize(h[0].tokens) for h in self.hypotheses(sentences, options, batch_size)
         ]
 
+    def with_attention(
+        self, sentences: list[str], nbest: list[list[Hypothesis]], replace_unk: bool = False
+    ) -> list[Translation]:
+        """The best hypothesis of each sentence (searched with ``return_attention=True``) with
+        its tokens and attention weights; with ``replace_unk`` each ``<unk>`` output token becomes
+        the source token it attends to most."""
+        out = []
+        for sentence, hyps in zip(sentences, nbest):
+            src_tokens = self.src_tokenizer.encode(sentence)  # as written: unknown words survive
+            tgt_tokens = self.tgt_vocab.decode(hyps[0].tokens)
+            attention = hyps[0].attention  # (len(tgt_tokens) + 1, len(src_tokens) + 1)
+            if attention is None:
+                raise ValueError("hypotheses were searched without return_attention=True")
+            if replace_unk:
+                tgt_tokens = replace_unknowns(tgt_tokens, src_tokens, attention)
+            out.append(
+                Translation(
+                    source=sentence,
+                    text=self.tgt_tokenizer.decode(tgt_tokens),
+                    src_tokens=[*src_tokens, EOS],
+                    tgt_tokens=[*tgt_tokens, EOS],
+                    attention=attention,
+                )
+            )
+        return out
+
+    def translate_with_attention(
+        self,
+        sentences: list[str],
+        options: SearchOptions | None = None,
+        batch_size: int = 64,
+        replace_unk: bool = False,
+    ) -> list[Translation]:
+        """Best translation of each sentence with its tokens and attention weights."""
+        nbest = self.hypotheses(sentences, options, batch_size, return_attention=True)
+        return self.with_attention(sentences, nbest, replace_unk)
+
     @torch.inference_mode()
     def score(
         self, sources: list[str], targets: list[str], batch_size: int = 64
@@ -181,6 +220,61 @@ class Translator:
             for i, lp in zip(idx, lps):
                 out[i] = (lp, len(tgt[i]) + 1)
         return out
+
+
+@dataclass
+class Translation:
+    """One translated sentence and where its tokens looked.
+
+    src_tokens: the source tokens and ``<eos>`` (columns of ``attention``); tgt_tokens: the output
+    tokens and ``<eos>`` (rows); attention: (len(tgt_tokens), len(src_tokens)), rows sum to 1.
+    """
+
+    source: str
+    text: str
+    src_tokens: list[str]
+    tgt_tokens: list[str]
+    attention: Tensor
+
+    def alignment(self) -> list[tuple[int, int]]:
+        """Hard alignment, see :func:`hard_alignment`."""
+        return hard_alignment(self.attention)
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "translation": self.text,
+            "src_tokens": self.src_tokens,
+            "tgt_tokens": self.tgt_tokens,
+            "attention": [[round(float(w), 6) for w in row] for row in self.attention],
+            "alignment": [f"{i}-{j}" for i, j in self.alignment()],
+        }
+
+
+def hard_alignment(attention: Tensor) -> list[tuple[int, int]]:
+    """(source i, target j) pairs, 0-based: each output token j (``<eos>`` row excluded) is
+    aligned to the source token i it attends to most (the source ``<eos>`` column excluded).
+
+    attention: (T + 1, S + 1) with the ``<eos>`` row and column last. An empty source aligns
+    nothing.
+    """
+    if attention.size(1) < 2 or attention.size(0) < 2:
+        return []
+    best = attention[:-1, :-1].argmax(dim=1).tolist()  # (T,)
+    return [(i, j) for j, i in enumerate(best)]
+
+
+def replace_unknowns(tgt_tokens: list[str], src_tokens: list[str], attention: Tensor) -> list[str]:
+    """Each ``<unk>`` in ``tgt_tokens`` replaced by its most-attended source token, as in Jean et
+    al. 2015, "On Using Very Large Target Vocabulary" (section 3.2), with the attention weights as
+    the alignment (Luong et al. 2015, "Addressing the Rare Word Problem", used an external aligner).
+
+    attention: (len(tgt_tokens) + 1, len(src_tokens) + 1), ``<eos>`` row and column last.
+    """
+    if not src_tokens:
+        return list(tgt_tokens)
+    source_of = dict((j, i) for i, j in hard_alignment(attention))
+    return [src_tokens[source_of[j]] if t == UNK else t for j, t in enumerate(tgt_tokens)]
 
 
 def load(

@@ -10,19 +10,33 @@ from seq2seq.nn.attention import masked_softmax
 
 from ..conftest import tiny_model
 
+KINDS = [
+    "bahdanau",
+    "luong_dot",
+    "luong_general",
+    "luong_concat",
+    "scaled_dot",
+    "multihead",
+    "local_m",
+    "local_p",
+]
 VARIANTS = [
     (att, feed, cell, bridge)
     for att, feed, (cell, bridge) in itertools.product(
-        ["bahdanau", "luong_dot", "luong_general"],
+        KINDS,
         [True, False],
         [("lstm", "linear"), ("gru", "last"), ("rnn", "mean"), ("lstm", "zero"), ("lstm", "last")],
     )
 ]
+OPTIONS = {
+    "coverage": dict(coverage=True),
+    "residual": dict(residual=True, num_layers=3),
+    "tied": dict(tie_output=True),
+    "all": dict(coverage=True, residual=True, num_layers=2, tie_output=True, hidden_dropout=0.3),
+}
 
 
-@pytest.mark.parametrize("attention,input_feeding,cell,bridge", VARIANTS)
-def test_step_by_step_equals_teacher_forcing(batch, attention, input_feeding, cell, bridge):
-    model = tiny_model(attention, input_feeding, cell, bridge)
+def assert_steps_equal_forced(model, batch):
     forced, forced_att = model.forward_with_attention(batch.src, batch.src_mask, batch.tgt_in)
     state = model.init_state(model.encode(batch.src, batch.src_mask))
     steps, atts = [], []
@@ -32,11 +46,31 @@ def test_step_by_step_equals_teacher_forcing(batch, attention, input_feeding, ce
         atts.append(state.attention)
     torch.testing.assert_close(torch.stack(steps, 1), forced, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.stack(atts, 1), forced_att, atol=1e-6, rtol=1e-5)
+    return state
 
 
-@pytest.mark.parametrize("attention", ["bahdanau", "luong_dot", "luong_general"])
-def test_padded_positions_get_exactly_zero_and_rows_sum_to_one(batch, attention):
-    model = tiny_model(attention)
+@pytest.mark.parametrize("attention,input_feeding,cell,bridge", VARIANTS)
+def test_step_by_step_equals_teacher_forcing(batch, attention, input_feeding, cell, bridge):
+    assert_steps_equal_forced(tiny_model(attention, input_feeding, cell, bridge), batch)
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("input_feeding", [True, False])
+@pytest.mark.parametrize("attention", KINDS)
+def test_step_by_step_equals_teacher_forcing_with_options(batch, attention, input_feeding, option):
+    model = tiny_model(attention, input_feeding, **OPTIONS[option])
+    state = assert_steps_equal_forced(model, batch)
+    if model.decoder.attention.coverage is not None:  # C_T = a_1 + ... + a_T
+        _, att = model.forward_with_attention(batch.src, batch.src_mask, batch.tgt_in)
+        torch.testing.assert_close(state.coverage, att.sum(1), atol=1e-5, rtol=1e-5)
+    else:
+        assert state.coverage is None
+
+
+@pytest.mark.parametrize("coverage", [False, True])
+@pytest.mark.parametrize("attention", KINDS)
+def test_padded_positions_get_exactly_zero_and_rows_sum_to_one(batch, attention, coverage):
+    model = tiny_model(attention, coverage=coverage)
     _, att = model.forward_with_attention(batch.src, batch.src_mask, batch.tgt_in)
     pad = ~batch.src_mask.unsqueeze(1).expand_as(att)
     assert pad.any()
@@ -44,10 +78,46 @@ def test_padded_positions_get_exactly_zero_and_rows_sum_to_one(batch, attention)
     torch.testing.assert_close(att.sum(-1), torch.ones(att.shape[:2]))
 
 
+def test_tied_output_shares_the_embedding_and_residual_adds_layers():
+    tied = tiny_model(tie_output=True)
+    assert tied.decoder.output.weight is tied.decoder.embed.weight
+    untied = tiny_model(residual=True, num_layers=2)
+    assert untied.decoder.output.weight is not untied.decoder.embed.weight
+    assert len(untied.encoder.rnn.layers) == len(untied.decoder.rnn.layers) == 2
+
+
+def test_residual_connection_is_used(batch):
+    """Zeroing the second layer's RNN leaves (residual) a copy of the first layer's output."""
+    model = tiny_model(residual=True, num_layers=2, bidirectional=False)
+    with torch.no_grad():
+        for p in model.encoder.rnn.layers[1].parameters():
+            p.zero_()
+    enc = model.encode(batch.src, batch.src_mask)
+    first, _ = model.encoder.rnn.layers[0](model.encoder.embed(batch.src))
+    # a zero LSTM outputs 0 everywhere, so the top layer is the first layer's output (forward
+    # only: padding at the end does not change real positions)
+    real = batch.src_mask.unsqueeze(-1)
+    torch.testing.assert_close(enc.states * real, first * real)
+
+
+def test_hidden_dropout_acts_in_training_only(batch):
+    model = tiny_model("luong_general", input_feeding=False, hidden_dropout=0.5)
+    eval_out = model(batch.src, batch.src_mask, batch.tgt_in)
+    model.train()
+    model.encoder.dropout.p = model.decoder.dropout.p = 0.0
+    model.encoder.embed_dropout.p = model.decoder.embed_dropout.p = 0.0
+    torch.manual_seed(0)
+    train_out = model(batch.src, batch.src_mask, batch.tgt_in)
+    assert not torch.allclose(train_out, eval_out)
+    model.decoder.hidden_dropout.p = 0.0
+    torch.testing.assert_close(model(batch.src, batch.src_mask, batch.tgt_in), eval_out)
+
+
+@pytest.mark.parametrize("attention", ["luong_general", "luong_concat", "multihead", "local_p"])
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_padding_changes_no_output_of_a_sentence(batch, cell):
+def test_padding_changes_no_output_of_a_sentence(batch, cell, attention):
     """Each sentence decoded alone gives the same logits as inside the padded batch."""
-    model = tiny_model("luong_general", cell=cell, num_layers=2)
+    model = tiny_model(attention, cell=cell, num_layers=2, coverage=attention == "local_p")
     together = model(batch.src, batch.src_mask, batch.tgt_in)
     srcs = [[4, 5, 6, 7, 8, 9], [10, 11], [5, 12, 4]]
     tgts = [[4, 5, 6, 7], [8], [9, 10, 4, 5, 6]]
@@ -68,18 +138,37 @@ def test_masked_softmax_against_hand_computation():
     )
 
 
-@pytest.mark.parametrize("attention", ["bahdanau", "luong_dot", "luong_general"])
-def test_scorers_gradcheck_float64(attention):
-    model = tiny_model(attention).double()
-    scorer = model.decoder.attention.scorer
+class Prepared(torch.nn.Module):
+    """attention(query, prepare(memory), memory, mask, first_step=2, coverage) as one forward."""
+
+    def __init__(self, attention, mask):
+        super().__init__()
+        self.attention, self.mask = attention, mask
+
+    def forward(self, query, memory, coverage):
+        a = self.attention
+        return a(query, a.prepare(memory), memory, self.mask, 2, coverage)
+
+
+@pytest.mark.parametrize("coverage", [False, True])
+@pytest.mark.parametrize("attention", KINDS)
+def test_scorers_gradcheck_float64(attention, coverage):
+    """Gradients w.r.t. query, memory, coverage and every parameter (local_p: through p_t)."""
+    torch.manual_seed(0)
+    attn = tiny_model(attention, coverage=coverage, window=2).decoder.attention.double()
     query = torch.randn(2, 3, 16, dtype=torch.float64, requires_grad=True)
-    memory = torch.randn(2, 4, 16, dtype=torch.float64, requires_grad=True)
-    mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    memory = torch.randn(2, 6, 16, dtype=torch.float64, requires_grad=True)
+    cov = torch.rand(2, 6, dtype=torch.float64, requires_grad=True) if coverage else None
+    mask = torch.tensor([[True] * 6, [True, True, True, False, False, False]])
+    module = Prepared(attn, mask)
+    names = [n for n, _ in module.named_parameters()]
 
-    def f(q, m):
-        return model.decoder.attention(q, scorer.prepare(m), m, mask)
+    def f(q, m, c, *weights):
+        return torch.func.functional_call(module, dict(zip(names, weights)), (q, m, c))
 
-    assert torch.autograd.gradcheck(f, (query, memory))
+    weights = tuple(p.detach().clone().requires_grad_() for p in module.parameters())
+    inputs = (query, memory, cov, *weights)
+    assert torch.autograd.gradcheck(f, inputs, fast_mode=True)
 
 
 def test_state_select_reorders_rows(batch):

@@ -1,16 +1,26 @@
-"""Global attention: scorers and the masked softmax that turns scores into weights.
+"""Global attention: scorers, the masked softmax, and the attention modules the RNN decoder uses.
 
 A scorer maps a query (B, T, Hq) and precomputed keys (B, S, K) to scores (B, T, S). Keys are
 computed once per sentence by ``prepare(memory)`` so a decoding step costs one (B, 1, S) scoring.
-``GlobalAttention`` masks padded source positions (they get exactly zero weight) and returns the
-context vectors and weights. Nothing is mutated inside ``forward``.
+An attention module (``GlobalAttention``, ``MultiHeadAttention`` here, ``LocalAttention`` in
+:mod:`.local_attention`) masks padded source positions (they get exactly zero weight) and returns
+context vectors (B, T, context_size) and weights (B, T, S). Every attention module has the same
+``forward(query, keys, memory, mask, first_step, coverage)``; nothing is mutated inside it.
+
+Coverage (Tu et al. 2016, "Modeling Coverage for Neural Machine Translation", eq. 6-7 with the
+simplest, linguistic coverage C_t = C_{t-1} + a_t): the coverage of each source position so far,
+(B, S), is fed to the scorer by adding ``w_c * C_{t-1,s}`` to its keys, i.e. for the additive
+scorers ``v_a^T tanh(W_a h_t + U_a h_s + w_c C_{t-1,s})`` exactly as in Tu et al.
 
 References: Bahdanau, Cho & Bengio 2015, "Neural Machine Translation by Jointly Learning to Align
 and Translate" (eq. 6, appendix A.1.2); Luong, Pham & Manning 2015, "Effective Approaches to
-Attention-based Neural Machine Translation" (eq. 8).
+Attention-based Neural Machine Translation" (eq. 8); Vaswani et al. 2017, "Attention Is All You
+Need" (eq. 1, section 3.2.2).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +38,7 @@ class BahdanauScorer(nn.Module):
         self.query_proj = nn.Linear(query_size, hidden_size, bias=True)
         self.memory_proj = nn.Linear(memory_size, hidden_size, bias=False)
         self.v = nn.Linear(hidden_size, 1, bias=False)
+        self.key_size = hidden_size
 
     def prepare(self, memory: Tensor) -> Tensor:
         """U_a h_s for all source positions: (B, S, Hm) -> (B, S, A)."""
@@ -47,12 +58,23 @@ class LuongDotScorer(nn.Module):
             raise ValueError(
                 f"dot attention needs query size == memory size, got {query_size} and {memory_size}"
             )
+        self.key_size = memory_size
 
     def prepare(self, memory: Tensor) -> Tensor:
         return memory
 
     def forward(self, query: Tensor, keys: Tensor) -> Tensor:
         return torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)
+
+
+class ScaledDotScorer(LuongDotScorer):
+    """Scaled dot score: ``score(h_t, h_s) = h_t^T h_s / sqrt(d)`` (Vaswani et al. eq. 1).
+
+    The scaling keeps the softmax out of saturation when d is large; needs equal sizes.
+    """
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(query, keys.transpose(1, 2)) / math.sqrt(self.key_size)
 
 
 class LuongGeneralScorer(nn.Module):
@@ -64,6 +86,7 @@ class LuongGeneralScorer(nn.Module):
     def __init__(self, query_size: int, memory_size: int) -> None:
         super().__init__()
         self.memory_proj = nn.Linear(memory_size, query_size, bias=False)
+        self.key_size = query_size
 
     def prepare(self, memory: Tensor) -> Tensor:
         return self.memory_proj(memory)  # (B, S, Hq)
@@ -72,28 +95,131 @@ class LuongGeneralScorer(nn.Module):
         return torch.bmm(query, keys.transpose(1, 2))
 
 
-def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
-    """Softmax over the last axis with ``mask`` (B, S) False positions set to exactly 0.
+class LuongConcatScorer(nn.Module):
+    """Concat score: ``score(h_t, h_s) = v_a^T tanh(W_a [h_t; h_s])`` (Luong et al. eq. 8).
 
-    scores: (B, T, S). Every row must have at least one True position (a source always has EOS).
+    W_a (A x (Hq + Hm), no bias) is applied as ``W_q h_t + W_m h_s`` (the same product, split by
+    columns) so the source half is computed once per sentence. Unlike ``BahdanauScorer`` there is
+    no bias, and the inner size A defaults to the decoder hidden size as in the paper.
     """
-    return scores.masked_fill(~mask.unsqueeze(1), float("-inf")).softmax(dim=-1)
+
+    def __init__(self, query_size: int, memory_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.query_proj = nn.Linear(query_size, hidden_size, bias=False)
+        self.memory_proj = nn.Linear(memory_size, hidden_size, bias=False)
+        self.v = nn.Linear(hidden_size, 1, bias=False)
+        self.key_size = hidden_size
+
+    def prepare(self, memory: Tensor) -> Tensor:
+        return self.memory_proj(memory)  # (B, S, A)
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        q = self.query_proj(query)  # (B, T, A)
+        return self.v(torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))).squeeze(-1)  # (B, T, S)
+
+
+def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
+    """Softmax over the last axis with ``mask`` False positions set to exactly 0.
+
+    scores: (B, T, S); mask: (B, S) or (B, T, S). Every row must have at least one True position
+    (a source always has EOS).
+    """
+    if mask.dim() == 2:
+        mask = mask.unsqueeze(1)
+    return scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+
+
+class Coverage(nn.Module):
+    """Adds ``w_c * C_{t-1,s}`` to the keys (Tu et al. 2016, eq. 6): keys (B, S, K), coverage
+    (B, S) -> (B, T=1 broadcast, S, K) keys for this step."""
+
+    def __init__(self, key_size: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(key_size) / math.sqrt(key_size))
+
+    def forward(self, keys: Tensor, coverage: Tensor) -> Tensor:
+        return keys + coverage.unsqueeze(-1) * self.weight  # (B, S, K)
 
 
 class GlobalAttention(nn.Module):
-    """Attention over all source positions with a pluggable scorer."""
+    """Attention over all source positions with a pluggable scorer (Luong et al. section 3.1)."""
 
-    def __init__(self, scorer: nn.Module) -> None:
+    def __init__(self, scorer: nn.Module, memory_size: int, coverage: bool = False) -> None:
         super().__init__()
         self.scorer = scorer
+        self.coverage = Coverage(scorer.key_size) if coverage else None
+        self.context_size = memory_size
 
     def prepare(self, memory: Tensor) -> Tensor:
+        """Per-sentence keys: (B, S, Hm) -> (B, S, K)."""
         return self.scorer.prepare(memory)
 
     def forward(
-        self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor
+        self,
+        query: Tensor,
+        keys: Tensor,
+        memory: Tensor,
+        mask: Tensor,
+        first_step: int = 0,
+        coverage: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """query (B, T, Hq), keys (B, S, K), memory (B, S, Hm), mask (B, S)
-        -> context (B, T, Hm), weights (B, T, S)."""
+        """query (B, T, Hq), keys (B, S, K), memory (B, S, Hm), mask (B, S), coverage (B, S) or
+        None -> context (B, T, Hm), weights (B, T, S). ``first_step`` (the target position of the
+        first query row) is unused by global attention."""
+        if self.coverage is not None and coverage is not None:
+            keys = self.coverage(keys, coverage)
         weights = masked_softmax(self.scorer(query, keys), mask)
         return torch.bmm(weights, memory), weights
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product attention of the decoder state over the source (Vaswani et al.
+    section 3.2.2): ``head_i = softmax(Q W_i^Q (K W_i^K)^T / sqrt(d_k)) V W_i^V``, context
+    ``W^O [head_1; ...; head_h]`` of the decoder hidden size. The weights reported are the mean
+    over heads, so rows still sum to 1 and padded positions still get exactly 0.
+    """
+
+    def __init__(
+        self, query_size: int, memory_size: int, num_heads: int, coverage: bool = False
+    ) -> None:
+        super().__init__()
+        if query_size % num_heads:
+            raise ValueError(
+                f"multi-head attention needs query size {query_size} divisible by "
+                f"num_heads {num_heads}"
+            )
+        self.num_heads = num_heads
+        self.head_size = query_size // num_heads
+        self.query_proj = nn.Linear(query_size, query_size, bias=False)  # W^Q
+        self.memory_proj = nn.Linear(memory_size, 2 * query_size, bias=False)  # [W^K; W^V]
+        self.out_proj = nn.Linear(query_size, query_size, bias=False)  # W^O
+        self.coverage = Coverage(query_size) if coverage else None
+        self.context_size = query_size
+
+    def prepare(self, memory: Tensor) -> Tensor:
+        """Keys and values side by side: (B, S, Hm) -> (B, S, 2 Hq)."""
+        return self.memory_proj(memory)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        """(B, L, Hq) -> (B, heads, L, d_k)."""
+        return x.view(x.size(0), x.size(1), self.num_heads, self.head_size).transpose(1, 2)
+
+    def forward(
+        self,
+        query: Tensor,
+        keys: Tensor,
+        memory: Tensor,
+        mask: Tensor,
+        first_step: int = 0,
+        coverage: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """query (B, T, Hq), keys (B, S, 2 Hq) from ``prepare``, mask (B, S), coverage (B, S) or
+        None -> context (B, T, Hq), weights (B, T, S) averaged over heads."""
+        k, v = keys.chunk(2, dim=-1)  # (B, S, Hq) each
+        if self.coverage is not None and coverage is not None:
+            k = self.coverage(k, coverage)
+        q, k, v = self._heads(self.query_proj(query)), self._heads(k), self._heads(v)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # (B, h, T, S)
+        weights = scores.masked_fill(~mask[:, None, None, :], float("-inf")).softmax(dim=-1)
+        heads = (weights @ v).transpose(1, 2).reshape(query.shape)  # (B, T, Hq)
+        return self.out_proj(heads), weights.mean(dim=1)

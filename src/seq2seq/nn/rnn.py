@@ -4,7 +4,13 @@ The decoder follows Luong et al. 2015 (section 3, eq. 5-6): the recurrent state 
 source, the context c_t and h_t are combined into the attentional state
 ``h~_t = tanh(W_c [c_t; h_t])``, and ``p(y_t) = softmax(W_s h~_t)``. With input feeding (section
 3.3) h~_{t-1} is concatenated to the next input, so training must step; without it the recurrence
-runs fused over the whole target and attention is computed for all steps at once.
+runs fused over the whole target and attention is computed for all steps at once (step by step
+only when coverage is on, as C_t depends on the previous weights).
+
+Options: residual connections between stacked layers (:mod:`.residual_rnn`), dropout on the
+embeddings, on the decoder's recurrent output h_t (``hidden_dropout``) and on h~_t (``dropout``),
+a coverage vector fed to the scorer (Tu et al. 2016; kept on the state), and W_s tied to the target
+embedding (Press & Wolf 2017, "Using the Output Embedding to Improve Language Models").
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..data.vocab import PAD_ID
-from .attention import GlobalAttention
+from .residual_rnn import ResidualRNN
 from .types import EncoderOutput
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -28,9 +34,36 @@ def _check_cell(cell: str) -> type[nn.RNNBase]:
     return CELLS[cell]
 
 
+def _stacked_rnn(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int,
+    bidirectional: bool,
+    dropout: float,
+    residual: bool,
+) -> nn.Module:
+    """The fused ``nn.LSTM``/``GRU``/``RNN``, or a :class:`ResidualRNN` when residual connections
+    are asked for (and there is more than one layer)."""
+    dropout = dropout if num_layers > 1 else 0.0
+    if residual and num_layers > 1:
+        return ResidualRNN(
+            _check_cell(cell), input_size, hidden_size, num_layers, bidirectional, dropout
+        )
+    return _check_cell(cell)(
+        input_size,
+        hidden_size,
+        num_layers,
+        batch_first=True,
+        bidirectional=bidirectional,
+        dropout=dropout,
+    )
+
+
 class RNNEncoder(nn.Module):
     """Embeds and encodes a padded source batch over packed sequences.
 
+    ``residual``: from the second stacked layer on, each layer's input is added to its output.
     Output size is ``hidden_size * (2 if bidirectional else 1)``; forward and backward states are
     concatenated per position and, for the final states, per layer.
     """
@@ -45,17 +78,13 @@ class RNNEncoder(nn.Module):
         bidirectional: bool = True,
         dropout: float = 0.0,
         embed_dropout: float = 0.0,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         self.embed_dropout = nn.Dropout(embed_dropout)
-        self.rnn = _check_cell(cell)(
-            embed_dim,
-            hidden_size,
-            num_layers,
-            batch_first=True,
-            bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0,
+        self.rnn = _stacked_rnn(
+            cell, embed_dim, hidden_size, num_layers, bidirectional, dropout, residual
         )
         self.dropout = nn.Dropout(dropout)
         self.num_layers = num_layers
@@ -88,8 +117,9 @@ class RNNDecoderState:
     """Everything an RNN decoder step needs, explicitly.
 
     hidden, cell: (L, B, H) (cell only for LSTM); feed: (B, H) last attentional state (input
-    feeding); memory: (B, S, Hm); keys: (B, S, K) precomputed by the scorer; mask: (B, S);
-    attention: (B, S) weights of the last step; step: how many steps were taken.
+    feeding); memory: (B, S, Hm); keys: (B, S, K) precomputed by the attention; mask: (B, S);
+    attention: (B, S) weights of the last step; coverage: (B, S) sum of all weights so far (only
+    with coverage); step: how many steps were taken (the target position of the next step).
     """
 
     hidden: Tensor
@@ -99,6 +129,7 @@ class RNNDecoderState:
     keys: Tensor
     mask: Tensor
     attention: Tensor | None = None
+    coverage: Tensor | None = None
     step: int = 0
 
     def select(self, index: Tensor) -> RNNDecoderState:
@@ -113,6 +144,7 @@ class RNNDecoderState:
             keys=rows(self.keys),
             mask=rows(self.mask),
             attention=rows(self.attention),
+            coverage=rows(self.coverage),
             step=self.step,
         )
 
@@ -120,9 +152,12 @@ class RNNDecoderState:
 class RNNDecoder(nn.Module):
     """Attentional RNN decoder with optional input feeding and an encoder-to-decoder bridge.
 
+    attention: any module of :mod:`.attention` / :mod:`.local_attention` (``prepare``,
+    ``forward(query, keys, memory, mask, first_step, coverage)``, ``context_size``, ``coverage``).
     bridge: ``zero`` (zeros), ``last`` (the encoder's final states, layer by layer; same cell and
     size), ``mean`` (masked mean of encoder states in every layer; same size), ``linear``
-    (``tanh(W [final top-layer state])`` per layer, any sizes).
+    (``tanh(W [final top-layer state])`` per layer, any sizes). ``tie_output`` shares W_s with the
+    target embedding (needs ``embed_dim == hidden_size``).
     """
 
     def __init__(
@@ -131,13 +166,16 @@ class RNNDecoder(nn.Module):
         embed_dim: int,
         hidden_size: int,
         memory_size: int,
-        attention: GlobalAttention,
+        attention: nn.Module,
         num_layers: int = 1,
         cell: str = "lstm",
         dropout: float = 0.0,
         embed_dropout: float = 0.0,
+        hidden_dropout: float = 0.0,
         input_feeding: bool = True,
         bridge: str = "linear",
+        residual: bool = False,
+        tie_output: bool = False,
     ) -> None:
         super().__init__()
         if bridge not in ("zero", "last", "mean", "linear"):
@@ -146,20 +184,30 @@ class RNNDecoder(nn.Module):
             raise ValueError(
                 f"bridge {bridge!r} needs memory size {memory_size} == hidden size {hidden_size}"
             )
+        if tie_output and embed_dim != hidden_size:
+            raise ValueError(
+                f"tie_output needs embed_dim == hidden_size, got {embed_dim} and {hidden_size}"
+            )
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         self.embed_dropout = nn.Dropout(embed_dropout)
         self.is_lstm = cell == "lstm"
-        self.rnn = _check_cell(cell)(
+        self.rnn = _stacked_rnn(
+            cell,
             embed_dim + (hidden_size if input_feeding else 0),
             hidden_size,
             num_layers,
-            batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,
+            False,
+            dropout,
+            residual,
         )
+        self.hidden_dropout = nn.Dropout(hidden_dropout)
         self.attention = attention
-        self.combine = nn.Linear(memory_size + hidden_size, hidden_size, bias=False)  # W_c, eq. 5
+        context_size = attention.context_size
+        self.combine = nn.Linear(context_size + hidden_size, hidden_size, bias=False)  # W_c, eq. 5
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(hidden_size, vocab_size)  # W_s, eq. 6
+        if tie_output:
+            self.output.weight = self.embed.weight
         self.bridge = bridge
         if bridge == "linear":
             self.bridge_hidden = nn.Linear(memory_size, num_layers * hidden_size)
@@ -190,6 +238,7 @@ class RNNDecoder(nn.Module):
             summary = enc.final[0][-1] if enc.final is not None else self._mean(enc)  # (B, Hm)
             hidden = self._spread(torch.tanh(self.bridge_hidden(summary)))
             cell = self._spread(torch.tanh(self.bridge_cell(summary))) if self.is_lstm else None
+        with_coverage = self.attention.coverage is not None
         return RNNDecoderState(
             hidden=hidden,
             cell=cell,
@@ -197,6 +246,7 @@ class RNNDecoder(nn.Module):
             memory=enc.states,
             keys=self.attention.prepare(enc.states),
             mask=enc.mask,
+            coverage=enc.states.new_zeros(enc.mask.shape) if with_coverage else None,
         )
 
     @staticmethod
@@ -211,18 +261,40 @@ class RNNDecoder(nn.Module):
     # -- computation ------------------------------------------------------------------------------
 
     def _recur(self, x: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor, Tensor | None]:
-        """x (B, T, In) -> outputs (B, T, H) and the new hidden (and cell)."""
+        """x (B, T, In) -> outputs (B, T, H) after hidden dropout, and the new hidden (and cell)."""
         if self.is_lstm:
             out, (h, c) = self.rnn(x, (state.hidden, state.cell))
-            return out, h, c
+            return self.hidden_dropout(out), h, c
         out, h = self.rnn(x, state.hidden)
-        return out, h, None
+        return self.hidden_dropout(out), h, None
 
-    def _attend(self, out: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor]:
-        """out (B, T, H) -> attentional states h~ (B, T, H) after dropout, weights (B, T, S)."""
-        context, weights = self.attention(out, state.keys, state.memory, state.mask)
-        att = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))
-        return self.dropout(att), weights
+    def _attend(self, out: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor, Tensor | None]:
+        """out (B, T, H), the recurrent outputs of target positions ``state.step ..`` -> attentional
+        states h~ (B, T, H) after dropout, weights (B, T, S) and the coverage after the last row.
+
+        With coverage every row needs the weights of the rows before it (C_{t-1}), so the rows are
+        attended one at a time; otherwise all at once.
+        """
+        if state.coverage is None:
+            context, weights = self.attention(out, state.keys, state.memory, state.mask, state.step)
+            coverage = None
+        else:
+            contexts, rows, coverage = [], [], state.coverage
+            for t in range(out.size(1)):
+                c, w = self.attention(
+                    out[:, t : t + 1],
+                    state.keys,
+                    state.memory,
+                    state.mask,
+                    state.step + t,
+                    coverage,
+                )
+                coverage = coverage + w.squeeze(1)  # C_t = C_{t-1} + a_t (Tu et al. 2016)
+                contexts.append(c)
+                rows.append(w)
+            context, weights = torch.cat(contexts, dim=1), torch.cat(rows, dim=1)
+        att = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))  # (B, T, H), eq. 5
+        return self.dropout(att), weights, coverage
 
     def decode_step(self, prev: Tensor, state: RNNDecoderState) -> tuple[Tensor, RNNDecoderState]:
         """prev (B,) ids -> logits (B, V) and a new state (weights on ``state.attention``)."""
@@ -230,13 +302,14 @@ class RNNDecoder(nn.Module):
         if self.input_feeding:
             x = torch.cat([x, state.feed.unsqueeze(1)], dim=-1)
         out, h, c = self._recur(x, state)
-        att, weights = self._attend(out, state)
+        att, weights, coverage = self._attend(out, state)
         new = replace(
             state,
             hidden=h,
             cell=c,
             feed=att.squeeze(1),
             attention=weights.squeeze(1),
+            coverage=coverage,
             step=state.step + 1,
         )
         return self.output(att.squeeze(1)), new
@@ -245,15 +318,17 @@ class RNNDecoder(nn.Module):
         """Teacher forcing: tgt_in (B, T) -> logits (B, T, V), attention (B, T, S)."""
         emb = self.embed_dropout(self.embed(tgt_in))  # (B, T, E)
         if not self.input_feeding:
-            out, _, _ = self._recur(emb, state)
-            att, weights = self._attend(out, state)
+            out, _, _ = self._recur(emb, state)  # fused over the whole target
+            att, weights, _ = self._attend(out, state)
             return self.output(att), weights
         atts, weights = [], []
         for t in range(emb.size(1)):
             x = torch.cat([emb[:, t : t + 1], state.feed.unsqueeze(1)], dim=-1)
             out, h, c = self._recur(x, state)
-            att, w = self._attend(out, state)
-            state = replace(state, hidden=h, cell=c, feed=att.squeeze(1))
+            att, w, coverage = self._attend(out, state)
+            state = replace(
+                state, hidden=h, cell=c, feed=att.squeeze(1), coverage=coverage, step=state.step + 1
+            )
             atts.append(att)
             weights.append(w)
         return self.output(torch.cat(atts, dim=1)), torch.cat(weights, dim=1)
