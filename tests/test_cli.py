@@ -193,6 +193,7 @@ def test_every_subcommand_has_help():
         ["evaluate"],
         ["score"],
         ["average"],
+        ["plot"],
         ["data", "task"],
         ["quickstart"],
         [],
@@ -428,3 +429,23 @@ def test_translate_replace_unk_copies_the_most_attended_source_token(unk_model, 
     for pair in pairs.split():
         i, j = map(int, pair.split("-"))
         assert text[j] == "xyZQ"[i]
+
+
+def test_plot_learning_curves(trained, capsys):
+    work, _, run = trained
+    out = work / "curves.png"
+    assert main(["plot", str(run), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.stat().st_size > 10_000  # three panels with lines, not an empty canvas
+
+
+def test_tensorboard_scalars_and_attention_image(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, _, run = trained
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"train/loss", "train/lr", "valid/loss", "valid/exact_match"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == [2, 4, 6]
+    assert [e.step for e in events.Images("valid/attention")] == [3, 6]

@@ -97,6 +97,16 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plot import plot_learning_curves
+
+    run = Path(args.run_dir)
+    out = Path(args.out) if args.out else run / "curves.png"
+    plot_learning_curves(run / "metrics.jsonl", out)
+    print(f"wrote {out}")
+    return 0
+
+
 def _run_training(cfg, out: Path, restart: bool, quiet: bool) -> dict:
     from .train.trainer import Trainer
 
@@ -531,6 +541,11 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--best", type=int, help="the N kept best-STEP.pt")
     av.add_argument("--out", required=True, help="output checkpoint file")
     av.set_defaults(func=cmd_average)
+
+    pl = sub.add_parser("plot", help="draw a run's learning curves (loss, dev metric, lr) to PNG")
+    pl.add_argument("run_dir", metavar="RUN_DIR")
+    pl.add_argument("--out", help="PNG file (default: RUN_DIR/curves.png)")
+    pl.set_defaults(func=cmd_plot)
 
     da = sub.add_parser("data", help="data utilities")
     dsub = da.add_subparsers(dest="data_command", required=True, metavar="COMMAND")

@@ -1,4 +1,5 @@
-"""Attention heatmaps as PNG files (matplotlib, Agg: no display needed, no global backend change).
+"""Attention heatmaps and learning curves as PNG files (matplotlib, Agg: no display needed, no
+global backend change).
 
     plot_attention(weights, src_tokens, tgt_tokens, "sentence.png")
 
@@ -28,6 +29,21 @@ def plot_attention(
     dpi: int = 100,
 ) -> Path:
     """Writes a heatmap of ``weights`` (len(tgt_tokens), len(src_tokens)) to ``path`` (PNG)."""
+    fig = attention_figure(weights, src_tokens, tgt_tokens, title, dpi)
+    path = Path(path)
+    fig.savefig(path, format="png", bbox_inches="tight", pad_inches=0.1)
+    log.debug("wrote %s", path)
+    return path
+
+
+def attention_figure(
+    weights: Tensor | Sequence[Sequence[float]],
+    src_tokens: Sequence[str],
+    tgt_tokens: Sequence[str],
+    title: str | None = None,
+    dpi: int = 100,
+):
+    """The heatmap as a matplotlib Figure (for files, TensorBoard, notebooks)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -66,7 +82,42 @@ def plot_attention(
     fig.colorbar(image, cax=cax)
     if title:
         fig.suptitle(title, y=1 - 0.05 / height, va="top", fontsize=10)
+    return fig
+
+
+def plot_learning_curves(metrics_path: str | Path, path: str | Path, dpi: int = 100) -> Path:
+    """Learning curves from a run's ``metrics.jsonl``: train and dev loss, the dev metric and the
+    learning rate against the update step, one panel each, written to ``path`` (PNG)."""
+    import json
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    metrics_path = Path(metrics_path)
+    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+    train = [r for r in records if r["kind"] == "train"]
+    valid = [r for r in records if r["kind"] == "valid"]
+    if not train and not valid:
+        raise ValueError(f"{metrics_path}: no train or validation records to plot")
+    known = {"kind", "step", "loss", "ppl", "lr", "seconds", "examples"}
+    metric = next((k for k in (valid[0] if valid else {}) if k not in known), None)
+    fig = Figure(figsize=(13, 3.6), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax_loss, ax_metric, ax_lr = fig.subplots(1, 3)
+    ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="train")
+    ax_loss.plot([r["step"] for r in valid], [r["loss"] for r in valid], "o-", label="dev")
+    ax_loss.set_title("loss (label-smoothed)")
+    ax_loss.legend()
+    if metric is not None:
+        ax_metric.plot([r["step"] for r in valid], [r[metric] for r in valid], "o-", color="C2")
+    ax_metric.set_title(f"dev {metric or 'metric'}")
+    lr = [r for r in train if "lr" in r]
+    ax_lr.plot([r["step"] for r in lr], [r["lr"] for r in lr], color="C3")
+    ax_lr.set_title("learning rate")
+    for ax in (ax_loss, ax_metric, ax_lr):
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, format="png", bbox_inches="tight", pad_inches=0.1)
-    log.debug("wrote %s", path)
+    fig.savefig(path, format="png")
     return path

@@ -99,6 +99,12 @@ class ParallelData:
         tgt = None if self.tgt is None else [self.tgt[i] for i in indices]
         return make_batch(src, tgt, indices)
 
+    def subset(self, indices: Sequence[int]) -> ParallelData:
+        return ParallelData(
+            [self.src[i] for i in indices],
+            None if self.tgt is None else [self.tgt[i] for i in indices],
+        )
+
     def lengths(self) -> list[int]:
         """Padded cost of each example: the longer side with its BOS/EOS."""
         if self.tgt is None:

@@ -280,12 +280,32 @@ class Trainer:
                 e["hyp"],
             )
         self._record("valid", **result, examples=examples)
+        if self.tensorboard is not None and len(dev.data):
+            self._attention_image()
         self.schedule.after_validation(value)
         self._keep_best(value)
         if improved:
             save_checkpoint(self.payload(False), self.out / "best.pt")
         self.checkpoint()
         return result
+
+    def _attention_image(self) -> None:
+        """The attention of the first dev sentence as a TensorBoard image."""
+        from ..plot import attention_figure
+
+        data = self.data
+        nbest = decode_all(
+            self.model,
+            data.dev.data.subset([0]),
+            SearchOptions(beam_size=1),
+            return_attention=True,
+            device=self.ctx.device,
+        )
+        hyp = nbest[0][0]
+        src = [*data.src_vocab.decode(data.dev.data.src[0]), "<eos>"]
+        tgt = [*data.tgt_vocab.decode(hyp.tokens), "<eos>"]
+        fig = attention_figure(hyp.attention, src, tgt, title=f"step {self.progress.step}")
+        self.tensorboard.add_figure("valid/attention", fig, self.progress.step)
 
     # -- training ---------------------------------------------------------------------------------
 
