@@ -4,9 +4,11 @@ With input feeding (Luong et al. 2015, 3.3) the decoder must step through the ta
 time during training; without it the recurrence runs fused over the whole target (one cuDNN/oneDNN
 call) and attention is computed for all steps at once. This times one training step (forward,
 backward, Adam) of the `configs/dates_rnn.yaml` model on a synthetic batch shaped like the dates
-task (64 sentences, source 25 and target 11 tokens with <eos>/<bos>; decoder hidden 256).
+task (64 sentences, source 25 and target 11 tokens with <eos>/<bos>; decoder hidden 256), or of
+other lengths.
 
     python benchmarks/input_feeding.py --threads 2
+    python benchmarks/input_feeding.py --threads 2 --src-len 40 --tgt-len 40 --batch 32
 """
 
 from __future__ import annotations
@@ -47,15 +49,18 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--src-len", type=int, default=24, help="source tokens before <eos>")
+    p.add_argument("--tgt-len", type=int, default=10, help="target tokens before <eos>")
     p.add_argument("--kinds", nargs="+", default=["bahdanau", "luong_general", "local_p"])
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     base = config.load(REPO / "configs/dates_rnn.yaml").model
     g = torch.Generator().manual_seed(0)
-    src = torch.randint(4, 62, (args.batch, 24), generator=g).tolist()
-    tgt = torch.randint(4, 15, (args.batch, 10), generator=g).tolist()
+    src = torch.randint(4, 62, (args.batch, args.src_len), generator=g).tolist()
+    tgt = torch.randint(4, 15, (args.batch, args.tgt_len), generator=g).tolist()
     batch = make_batch(src, tgt, list(range(args.batch)))
-    print(f"# torch {torch.__version__}, {args.threads} threads, batch {args.batch}x(25, 11)")
+    shape = f"{args.batch} x (source {args.src_len + 1}, target {args.tgt_len + 1})"
+    print(f"# torch {torch.__version__}, {args.threads} threads, batch {shape}")
     print("| attention | coverage | input feeding on (ms/step) | off (ms/step) | speed-up |")
     print("|---|---|---|---|---|", flush=True)
     for kind in args.kinds:
