@@ -28,7 +28,7 @@ from ..model import Seq2Seq
 from ..translator import decode_all
 from .checkpoint import save_checkpoint
 from .loss import label_smoothed_nll
-from .optim import build_optimizer
+from .optim import build_optimizer, build_schedule
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class Trainer:
         self.data.tgt_vocab.save(self.out / "vocab.tgt.txt")
         self.model = build_model(cfg.model, len(self.data.src_vocab), len(self.data.tgt_vocab))
         self.optimizer = build_optimizer(t.optimizer, self.model.parameters())
+        self.scheduler = build_schedule(t.schedule, self.optimizer)
         self.progress = Progress()
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info("model: %s parameters", f"{n_params:,}")
@@ -186,6 +187,7 @@ class Trainer:
         if t.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
         self.optimizer.step()
+        self.scheduler.step()
         return float(loss.detach()) / n, n
 
     def run(self) -> dict[str, Any]:
@@ -232,6 +234,7 @@ class Trainer:
                         epoch=p.epoch,
                         loss=mean,
                         tok_s=tok_s,
+                        lr=self.optimizer.param_groups[0]["lr"],
                         elapsed=time.monotonic() - start,
                     )
                     window_loss, window_tokens, window_start = 0.0, 0, time.monotonic()
