@@ -78,3 +78,31 @@ def write_corpus(directory: Path, name: str, pairs: list[tuple[str, str]]) -> st
     (directory / f"{name}.src").write_text("".join(s + "\n" for s, _ in pairs), encoding="utf-8")
     (directory / f"{name}.tgt").write_text("".join(t + "\n" for _, t in pairs), encoding="utf-8")
     return str(directory / name)
+
+
+def tiny_transformer(
+    norm: str = "pre",
+    num_layers: int = 2,
+    src_vocab: int = 13,
+    tgt_vocab: int = 11,
+    seed: int = 0,
+    encoder: str = "transformer",
+    decoder: str = "transformer",
+    **changes,
+) -> torch.nn.Module:
+    """A small Transformer (or a Transformer/RNN mix) in eval mode; ``changes`` go to both the
+    Transformer encoder and decoder configs (e.g. positions="learned")."""
+    from seq2seq.config import TransformerDecoderConfig, TransformerEncoderConfig
+
+    torch.manual_seed(seed)
+    sizes = dict(embed_dim=16, num_heads=4, ff_size=24, num_layers=num_layers, norm=norm)
+    sizes.update(changes)
+    enc = TransformerEncoderConfig(**sizes) if encoder == "transformer" else RNNEncoderConfig()
+    dec = (
+        TransformerDecoderConfig(**sizes)
+        if decoder == "transformer"
+        else RNNDecoderConfig(embed_dim=5, hidden_size=16)
+    )
+    cfg = ModelConfig(encoder=enc, decoder=dec)
+    cfg.check("model")
+    return build_model(cfg, src_vocab, tgt_vocab).eval()

@@ -21,12 +21,25 @@ def seq2seq(*args: str, cwd: Path) -> str:
     return proc.stdout
 
 
-@pytest.mark.parametrize("task,bar", [("reverse", 0.95), ("dates", 0.90)])
-def test_example_config_trains_task_to_bar_within_five_minutes(tmp_path, task, bar):
+@pytest.mark.parametrize(
+    "task,model,bar",
+    [
+        ("reverse", "rnn", 0.95),
+        ("dates", "rnn", 0.90),
+        ("reverse", "transformer", 0.95),
+        ("dates", "transformer", 0.90),
+    ],
+)
+def test_example_config_trains_task_to_bar_within_five_minutes(tmp_path, task, model, bar):
     seq2seq("data", "task", task, "--out", f"data/{task}", cwd=tmp_path)
     start = time.monotonic()
     seq2seq(
-        "train", str(REPO / "configs" / f"{task}_rnn.yaml"), "--out", "runs/r", "-q", cwd=tmp_path
+        "train",
+        str(REPO / "configs" / f"{task}_{model}.yaml"),
+        "--out",
+        "runs/r",
+        "-q",
+        cwd=tmp_path,
     )
     minutes = (time.monotonic() - start) / 60
     assert minutes < 5, f"training took {minutes:.1f} min"

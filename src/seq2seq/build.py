@@ -6,7 +6,13 @@ from typing import Literal
 
 from torch import nn
 
-from .config import AttentionConfig, ModelConfig
+from .config import (
+    AttentionConfig,
+    DecoderConfig,
+    EncoderConfig,
+    ModelConfig,
+    TransformerEncoderConfig,
+)
 from .model import Seq2Seq
 from .nn.attention import (
     BahdanauScorer,
@@ -17,8 +23,15 @@ from .nn.attention import (
     MultiHeadAttention,
     ScaledDotScorer,
 )
+from .nn.embeddings import (
+    LearnedPositions,
+    SinusoidalPositions,
+    TransformerEmbedding,
+    token_embedding,
+)
 from .nn.local_attention import LocalAttention
 from .nn.rnn import RNNDecoder, RNNEncoder
+from .nn.transformer import TransformerDecoder, TransformerEncoder
 
 
 def build_attention(cfg: AttentionConfig, query_size: int, memory_size: int) -> nn.Module:
@@ -51,33 +64,107 @@ def build_attention(cfg: AttentionConfig, query_size: int, memory_size: int) -> 
     raise ValueError(f"unknown attention kind {cfg.kind!r}")
 
 
+def build_embedding(cfg: TransformerEncoderConfig, tokens: nn.Embedding) -> TransformerEmbedding:
+    """Token table (possibly shared) + positions for one side of a Transformer."""
+    match cfg.positions:
+        case "sinusoidal":
+            positions: nn.Module = SinusoidalPositions(cfg.max_positions, cfg.embed_dim)
+        case "learned":
+            positions = LearnedPositions(cfg.max_positions, cfg.embed_dim)
+    return TransformerEmbedding(tokens, positions, cfg.scale_embeddings, cfg.dropout)
+
+
+def build_encoder(
+    cfg: EncoderConfig,
+    vocab_size: int,
+    tokens: nn.Embedding | None = None,
+) -> RNNEncoder | TransformerEncoder:
+    match cfg.kind:
+        case "rnn":
+            return RNNEncoder(
+                vocab_size=vocab_size,
+                embed_dim=cfg.embed_dim,
+                hidden_size=cfg.hidden_size,
+                num_layers=cfg.num_layers,
+                cell=cfg.cell,
+                bidirectional=cfg.bidirectional,
+                dropout=cfg.dropout,
+                embed_dropout=cfg.embed_dropout,
+                residual=cfg.residual,
+            )
+        case "transformer":
+            tokens = tokens or token_embedding(vocab_size, cfg.embed_dim)
+            return TransformerEncoder(
+                embedding=build_embedding(cfg, tokens),
+                embed_dim=cfg.embed_dim,
+                num_layers=cfg.num_layers,
+                num_heads=cfg.num_heads,
+                ff_size=cfg.ff_size,
+                activation=cfg.activation,
+                norm=cfg.norm,
+                dropout=cfg.dropout,
+                attention_dropout=cfg.attention_dropout,
+                activation_dropout=cfg.activation_dropout,
+            )
+    raise ValueError(f"unknown encoder kind {cfg.kind!r}")
+
+
+def build_decoder(
+    cfg: DecoderConfig,
+    vocab_size: int,
+    memory_size: int,
+    tokens: nn.Embedding | None = None,
+    tie_output: bool = False,
+) -> RNNDecoder | TransformerDecoder:
+    match cfg.kind:
+        case "rnn":
+            return RNNDecoder(
+                vocab_size=vocab_size,
+                embed_dim=cfg.embed_dim,
+                hidden_size=cfg.hidden_size,
+                memory_size=memory_size,
+                attention=build_attention(cfg.attention, cfg.hidden_size, memory_size),
+                num_layers=cfg.num_layers,
+                cell=cfg.cell,
+                dropout=cfg.dropout,
+                embed_dropout=cfg.embed_dropout,
+                hidden_dropout=cfg.hidden_dropout,
+                input_feeding=cfg.input_feeding,
+                bridge=cfg.bridge,
+                residual=cfg.residual,
+                tie_output=tie_output,
+            )
+        case "transformer":
+            tokens = tokens or token_embedding(vocab_size, cfg.embed_dim)
+            return TransformerDecoder(
+                embedding=build_embedding(cfg, tokens),
+                vocab_size=vocab_size,
+                embed_dim=cfg.embed_dim,
+                memory_size=memory_size,
+                num_layers=cfg.num_layers,
+                num_heads=cfg.num_heads,
+                ff_size=cfg.ff_size,
+                activation=cfg.activation,
+                norm=cfg.norm,
+                dropout=cfg.dropout,
+                attention_dropout=cfg.attention_dropout,
+                activation_dropout=cfg.activation_dropout,
+                tie_output=tie_output,
+            )
+    raise ValueError(f"unknown decoder kind {cfg.kind!r}")
+
+
 def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
-    e, d = cfg.encoder, cfg.decoder
-    encoder = RNNEncoder(
-        vocab_size=src_vocab_size,
-        embed_dim=e.embed_dim,
-        hidden_size=e.hidden_size,
-        num_layers=e.num_layers,
-        cell=e.cell,
-        bidirectional=e.bidirectional,
-        dropout=e.dropout,
-        embed_dropout=e.embed_dropout,
-        residual=e.residual,
-    )
-    decoder = RNNDecoder(
-        vocab_size=tgt_vocab_size,
-        embed_dim=d.embed_dim,
-        hidden_size=d.hidden_size,
-        memory_size=encoder.output_size,
-        attention=build_attention(d.attention, d.hidden_size, encoder.output_size),
-        num_layers=d.num_layers,
-        cell=d.cell,
-        dropout=d.dropout,
-        embed_dropout=d.embed_dropout,
-        hidden_dropout=d.hidden_dropout,
-        input_feeding=d.input_feeding,
-        bridge=d.bridge,
-        residual=d.residual,
-        tie_output=cfg.tie_output,
+    shared = None
+    if cfg.share_embeddings:
+        if src_vocab_size != tgt_vocab_size:
+            raise ValueError(
+                "model.share_embeddings needs one vocabulary (data.joint: true), got sizes "
+                f"{src_vocab_size} and {tgt_vocab_size}"
+            )
+        shared = token_embedding(src_vocab_size, cfg.encoder.embed_dim)
+    encoder = build_encoder(cfg.encoder, src_vocab_size, shared)
+    decoder = build_decoder(
+        cfg.decoder, tgt_vocab_size, encoder.output_size, shared, cfg.tie_output
     )
     return Seq2Seq(encoder, decoder)

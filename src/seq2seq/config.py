@@ -167,21 +167,81 @@ class RNNDecoderConfig:
         )
 
 
+NormKind = Literal["pre", "post"]
+
+
+@dataclass(frozen=True)
+class TransformerEncoderConfig:
+    kind: Literal["transformer"] = "transformer"
+    embed_dim: int = 256  # d_model
+    num_layers: int = 3
+    num_heads: int = 4
+    ff_size: int = 1024
+    activation: Literal["relu", "gelu"] = "relu"
+    norm: NormKind = "pre"  # layer norm before (pre) or after (post) each residual sublayer
+    dropout: float = 0.1  # on embeddings and sublayer outputs
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    max_positions: int = 1024
+    scale_embeddings: bool = True  # multiply token embeddings by sqrt(embed_dim)
+
+    def check(self, path: str) -> None:
+        for name in ("embed_dim", "num_layers", "num_heads", "ff_size", "max_positions"):
+            v = getattr(self, name)
+            _require(v >= 1, f"{path}.{name}", v, "an integer >= 1")
+        for name in ("dropout", "attention_dropout", "activation_dropout"):
+            v = getattr(self, name)
+            _require(0.0 <= v < 1.0, f"{path}.{name}", v, "a number in [0, 1)")
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(
+                f"{path}.num_heads: expected a divisor of {path}.embed_dim={self.embed_dim}, "
+                f"got {self.num_heads}"
+            )
+
+
+@dataclass(frozen=True)
+class TransformerDecoderConfig(TransformerEncoderConfig):
+    pass
+
+
+EncoderConfig = RNNEncoderConfig | TransformerEncoderConfig
+DecoderConfig = RNNDecoderConfig | TransformerDecoderConfig
+
+
+def encoder_output_size(enc: EncoderConfig) -> int:
+    if isinstance(enc, RNNEncoderConfig):
+        return enc.hidden_size * (2 if enc.bidirectional else 1)
+    return enc.embed_dim
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    encoder: RNNEncoderConfig = field(default_factory=RNNEncoderConfig)
-    decoder: RNNDecoderConfig = field(default_factory=RNNDecoderConfig)
-    tie_output: bool = False  # share the target embedding with the output projection
+    encoder: EncoderConfig = field(default_factory=RNNEncoderConfig)
+    decoder: DecoderConfig = field(default_factory=RNNDecoderConfig)
+    share_embeddings: bool = False  # one token table for source and target (needs data.joint)
+    tie_output: bool = False  # the target token table is also the output projection
 
     def check(self, path: str) -> None:
         enc, dec = self.encoder, self.decoder
-        enc_out = enc.hidden_size * (2 if enc.bidirectional else 1)
+        enc_out = encoder_output_size(enc)
+        if self.share_embeddings and not (
+            isinstance(enc, TransformerEncoderConfig)
+            and isinstance(dec, TransformerDecoderConfig)
+            and enc.embed_dim == dec.embed_dim
+        ):
+            raise ConfigError(
+                f"{path}.share_embeddings: true needs Transformer encoder and decoder with equal "
+                f"embed_dim, got encoder {enc.kind} (embed_dim {enc.embed_dim}) and decoder "
+                f"{dec.kind} (embed_dim {dec.embed_dim})"
+            )
+        if not isinstance(dec, RNNDecoderConfig):
+            return
         kind = dec.attention.kind
         if kind in ("luong_dot", "scaled_dot") and enc_out != dec.hidden_size:
             raise ConfigError(
                 f"{path}.decoder.attention.kind: {kind} needs encoder output size == decoder "
-                f"hidden size, got {enc_out} (model.encoder.hidden_size={enc.hidden_size}"
-                f"{' x 2 directions' if enc.bidirectional else ''}) and "
+                f"hidden size, got {enc_out} ({_size_source(enc)}) and "
                 f"model.decoder.hidden_size={dec.hidden_size}; use luong_general or bahdanau"
             )
         if kind == "multihead" and dec.hidden_size % dec.attention.num_heads:
@@ -202,6 +262,12 @@ class ModelConfig:
                 f"output size == decoder hidden size, got {enc_out} and {dec.hidden_size}; "
                 "use 'linear'"
             )
+        if dec.bridge == "last" and not isinstance(enc, RNNEncoderConfig):
+            raise ConfigError(
+                f"{path}.decoder.bridge: 'last' copies an RNN encoder's final states, but "
+                f"model.encoder.kind is {enc.kind!r}; use 'linear' (masked mean of the encoder "
+                "states), 'mean' or 'zero'"
+            )
         if dec.bridge == "last" and (
             enc_out != dec.hidden_size or enc.num_layers < dec.num_layers or enc.cell != dec.cell
         ):
@@ -211,6 +277,15 @@ class ModelConfig:
                 f"({enc_out} vs {dec.hidden_size}) and at least as many encoder layers "
                 f"({enc.num_layers} vs {dec.num_layers}); use 'linear'"
             )
+
+
+def _size_source(enc: EncoderConfig) -> str:
+    if isinstance(enc, RNNEncoderConfig):
+        return (
+            f"model.encoder.hidden_size={enc.hidden_size}"
+            f"{' x 2 directions' if enc.bidirectional else ''}"
+        )
+    return f"model.encoder.embed_dim={enc.embed_dim}"
 
 
 @dataclass(frozen=True)
@@ -442,6 +517,13 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def check(self, path: str) -> None:
+        if self.model.share_embeddings and not self.data.joint:
+            raise ConfigError(
+                "model.share_embeddings: true needs data.joint: true (one vocabulary for both "
+                "sides), got data.joint: false"
+            )
 
 
 def _check_sizes(cfg: Any, path: str) -> None:
