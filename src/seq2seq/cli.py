@@ -325,6 +325,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
+    import yaml
+
     from . import config
     from .data import tasks
     from .translator import load
@@ -344,7 +346,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         *args.set,
     ]
     cfg = config.from_dict(
-        config.apply_overrides(config.yaml.safe_load(text), overrides),
+        config.apply_overrides(yaml.safe_load(text), overrides),
         source="seq2seq/configs/dates_rnn.yaml",
     )
     print(
