@@ -27,3 +27,34 @@ def test_matches_torch_cross_entropy_and_ignores_padding(eps):
         logits.view(-1, 9), target.view(-1), ignore_index=PAD_ID, reduction="sum"
     )
     torch.testing.assert_close(nll, ref_nll)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_gradient_matches_torch_cross_entropy(eps, dtype):
+    torch.manual_seed(1)
+    base = torch.randn(4, 6, 11, dtype=torch.float64)
+    target = torch.randint(1, 11, (4, 6))
+    target[0, 2:] = PAD_ID
+    target[3, 5:] = PAD_ID
+    ours = base.clone().to(dtype).requires_grad_()
+    ref = base.clone().to(dtype).requires_grad_()
+    loss, _, _ = label_smoothed_nll(ours, target, eps)
+    (loss * 0.7).backward()
+    ref_loss = F.cross_entropy(
+        ref.float().view(-1, 11), target.view(-1), ignore_index=PAD_ID,
+        label_smoothing=eps, reduction="sum",
+    )
+    (ref_loss * 0.7).backward()
+    assert ours.grad.dtype == dtype
+    assert ours.grad[0, 2:].abs().max() == 0  # pad rows get no gradient
+    tol = {"atol": 1e-2, "rtol": 1e-2} if dtype == torch.bfloat16 else {}
+    torch.testing.assert_close(ours.grad.float(), ref.grad.float(), **tol)
+    torch.testing.assert_close(loss.float(), ref_loss.float(), **tol)
+
+
+def test_gradcheck_double():
+    torch.manual_seed(2)
+    logits = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([[1, 2, PAD_ID], [4, 3, 2]])
+    assert torch.autograd.gradcheck(lambda x: label_smoothed_nll(x, target, 0.2)[0], (logits,))
