@@ -5,6 +5,7 @@ state  = model.init_state(enc)                  # an explicit decoder state obje
 logits, state = model.decode_step(prev, state)  # prev (B,) ids -> logits (B, V), a NEW state
 state  = state.select(index)                    # reorder / expand rows (beam search)
 logits = model(src, src_mask, tgt_in)           # teacher forcing: (B, T, V)
+hidden = model(src, src_mask, tgt_in, features=True)  # (B, T, H), before model.output_layer
 """
 
 from __future__ import annotations
@@ -44,5 +45,15 @@ class Seq2Seq(nn.Module):
         """Teacher forcing: logits (B, T, V) and attention (B, T, S)."""
         return self.decoder(tgt_in, self.init_state(self.encode(src, src_mask)))
 
-    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+    def forward(
+        self, src: Tensor, src_mask: Tensor, tgt_in: Tensor, features: bool = False
+    ) -> Tensor:
+        """Teacher forcing: logits (B, T, V); with ``features`` the decoder states (B, T, H) that
+        ``self.output_layer`` maps to logits (training fuses that layer with the loss)."""
+        if features:
+            return self.decoder.features(tgt_in, self.init_state(self.encode(src, src_mask)))[0]
         return self.forward_with_attention(src, src_mask, tgt_in)[0]
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.decoder.output

@@ -58,3 +58,49 @@ def test_gradcheck_double():
     logits = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
     target = torch.tensor([[1, 2, PAD_ID], [4, 3, 2]])
     assert torch.autograd.gradcheck(lambda x: label_smoothed_nll(x, target, 0.2)[0], (logits,))
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("bias", [True, False])
+def test_output_layer_nll_equals_projection_then_loss(eps, bias, monkeypatch):
+    import seq2seq.train.loss as loss_module
+    from seq2seq.train.loss import output_layer_nll
+
+    monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", 30)  # 2 rows per chunk: many chunks
+    torch.manual_seed(3)
+    hidden = torch.randn(3, 5, 4, dtype=torch.float64)
+    layer = torch.nn.Linear(4, 13, bias=bias).double()
+    target = torch.randint(1, 13, (3, 5))
+    target[1, 2:] = PAD_ID
+    h1 = hidden.clone().requires_grad_()
+    loss, nll, n = output_layer_nll(h1, layer, target, eps)
+    (2.5 * loss).backward()
+    grads = [p.grad.clone() for p in layer.parameters()]
+    layer.zero_grad()
+    h2 = hidden.clone().requires_grad_()
+    ref, ref_nll, ref_n = label_smoothed_nll(layer(h2), target, eps)
+    (2.5 * ref).backward()
+    assert n == ref_n == 12
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(nll, ref_nll)
+    torch.testing.assert_close(h1.grad, h2.grad)
+    for ours, theirs in zip(grads, [p.grad for p in layer.parameters()]):
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_output_layer_nll_under_bf16_autocast_is_close_to_float():
+    from seq2seq.train.loss import output_layer_nll
+
+    torch.manual_seed(4)
+    hidden = torch.randn(2, 7, 16, requires_grad=True)
+    layer = torch.nn.Linear(16, 50)
+    target = torch.randint(1, 50, (2, 7))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _, _ = output_layer_nll(hidden, layer, target, 0.1)
+    loss.backward()
+    assert loss.dtype == torch.float32 and hidden.grad.dtype == torch.float32
+    assert layer.weight.grad.dtype == torch.float32
+    ref_h = hidden.detach().clone().requires_grad_()
+    ref, _, _ = label_smoothed_nll(layer(ref_h), target, 0.1)
+    torch.testing.assert_close(loss, ref, rtol=2e-2, atol=0.0)
+    torch.testing.assert_close(hidden.grad, torch.autograd.grad(ref, ref_h)[0], rtol=0.1, atol=2e-2)

@@ -69,11 +69,11 @@ def test_non_finite_losses_skip_updates_then_stop(tmp_path, monkeypatch):
     t = make(tmp_path, "train.max_bad_steps=3")
     before = [p.detach().clone() for p in t.model.parameters()]
 
-    def nan_loss(logits, target, smoothing):
-        loss = logits.sum() * float("nan")
+    def nan_loss(hidden, output, target, smoothing):
+        loss = hidden.sum() * float("nan")
         return loss, loss.detach(), 1
 
-    monkeypatch.setattr(trainer_mod, "label_smoothed_nll", nan_loss)
+    monkeypatch.setattr(trainer_mod, "output_layer_nll", nan_loss)
     batch = [t.data.train.data.batch([0, 1])]
     for _ in range(2):
         loss, _ = t.update(batch)

@@ -316,11 +316,17 @@ class RNNDecoder(nn.Module):
 
     def forward(self, tgt_in: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor]:
         """Teacher forcing: tgt_in (B, T) -> logits (B, T, V), attention (B, T, S)."""
+        hidden, weights = self.features(tgt_in, state)
+        return self.output(hidden), weights
+
+    def features(self, tgt_in: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor]:
+        """Teacher forcing up to the output layer: the attentional states (B, T, H) that
+        ``self.output`` maps to logits, and the attention (B, T, S)."""
         emb = self.embed_dropout(self.embed(tgt_in))  # (B, T, E)
         if not self.input_feeding:
             out, _, _ = self._recur(emb, state)  # fused over the whole target
             att, weights, _ = self._attend(out, state)
-            return self.output(att), weights
+            return att, weights
         atts, weights = [], []
         for t in range(emb.size(1)):
             x = torch.cat([emb[:, t : t + 1], state.feed.unsqueeze(1)], dim=-1)
@@ -331,4 +337,4 @@ class RNNDecoder(nn.Module):
             )
             atts.append(att)
             weights.append(w)
-        return self.output(torch.cat(atts, dim=1)), torch.cat(weights, dim=1)
+        return torch.cat(atts, dim=1), torch.cat(weights, dim=1)

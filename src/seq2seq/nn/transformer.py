@@ -418,5 +418,11 @@ class TransformerDecoder(nn.Module):
     def forward(self, tgt_in: Tensor, state: TransformerDecoderState) -> tuple[Tensor, Tensor]:
         """Teacher forcing from a fresh state: tgt_in (B, T) -> logits (B, T, V) and the last
         layer's cross-attention averaged over heads (B, T, S)."""
+        hidden, attention = self.features(tgt_in, state)
+        return self.output(hidden), attention
+
+    def features(self, tgt_in: Tensor, state: TransformerDecoderState) -> tuple[Tensor, Tensor]:
+        """Teacher forcing up to the output layer: the final states (B, T, d_model) and the
+        last layer's cross-attention averaged over heads (B, T, S)."""
         x, _, weights = self._run(tgt_in, state, weights_from=len(self.layers) - 1)
-        return self.output(x), weights[-1].mean(dim=1)
+        return x, weights[-1].mean(dim=1)

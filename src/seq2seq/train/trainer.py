@@ -35,7 +35,7 @@ from ..search import SearchOptions
 from ..translator import decode_all
 from . import distributed
 from .checkpoint import load_checkpoint, numbered, rng_state, save_checkpoint, set_rng_state
-from .loss import label_smoothed_nll
+from .loss import label_smoothed_nll, output_layer_nll
 from .optim import build_optimizer, build_schedule
 from .rundir import check_resumable, clean, trim_metrics
 
@@ -330,8 +330,10 @@ class Trainer:
             try:
                 with sync:
                     with self._autocast():
-                        logits = model(b.src, b.src_mask, b.tgt_in)
-                    loss, _, _ = label_smoothed_nll(logits, b.tgt_out, t.label_smoothing)
+                        hidden = model(b.src, b.src_mask, b.tgt_in, features=True)
+                        loss, _, _ = output_layer_nll(
+                            hidden, self.model.output_layer, b.tgt_out, t.label_smoothing
+                        )
                     self.scaler.scale(loss / tokens).backward()
             except (torch.OutOfMemoryError, RuntimeError) as e:
                 if not isinstance(e, torch.OutOfMemoryError) and "can't allocate memory" not in str(
