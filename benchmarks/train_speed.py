@@ -44,7 +44,9 @@ def measure(config: str, precision: str, args: argparse.Namespace) -> dict:
         from seq2seq.data.batching import bucket_batches
 
         batches = bucket_batches(
-            data.lengths(), batch_tokens=cfg.train.batch_tokens, batch_size=cfg.train.batch_size,
+            data.lengths(),
+            batch_tokens=cfg.train.batch_tokens,
+            batch_size=cfg.train.batch_size,
             seed=cfg.train.seed,
         )
         trainer.model.train()
@@ -127,10 +129,20 @@ def main() -> None:
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), file=sys.stderr)
-    header = ["config", "precision", "tgt_tok_per_s", "s_per_step", "tgt_tokens_per_step",
-              "batch_tokens_padded", "peak_rss_gib", "parameters"]
-    print(f"# {platform.processor() or platform.machine()}, {args.threads} threads, "
-          f"{args.steps} timed steps after {args.warmup}")
+    header = [
+        "config",
+        "precision",
+        "tgt_tok_per_s",
+        "s_per_step",
+        "tgt_tokens_per_step",
+        "batch_tokens_padded",
+        "peak_rss_gib",
+        "parameters",
+    ]
+    print(
+        f"# {platform.processor() or platform.machine()}, {args.threads} threads, "
+        f"{args.steps} timed steps after {args.warmup}"
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in rows:

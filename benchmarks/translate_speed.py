@@ -1,62 +1,141 @@
-"""Translation speed and quality, float32 against int8 dynamic quantization.
+"""Translation speed and quality: float32 against int8 dynamic quantization, beam against greedy,
+one process with T threads against W worker processes with one thread each.
 
-For each MODEL:SRC:REF triple, translates SRC (first --limit lines) with beam search and prints a
-table of sentences/s, target tokens/s and BLEU / exact match per precision. Run from the
-repository root, e.g.
+For each MODEL:SRC:REF triple, translates SRC (first --limit lines) and prints a table of
+sentences/s, target tokens/s, BLEU and exact match per (precision, beam, layout). Timing starts
+when every worker has loaded its model and warmed up, and ends when the last one finishes (model
+loading is excluded, as in the CTranslate2 anchor). Run from the repository root, e.g.
 
-    python benchmarks/translate_speed.py --threads 2 --beam-size 5 --batch-size 32 \\
-        runs/dates:data/dates/test.src:data/dates/test.tgt \\
+    python benchmarks/translate_speed.py --beam-sizes 5 1 --layouts 1x2 2x1 \\
+        --max-len 100 --max-len-ratio 0 --json runs/bench/translate.json \\
         runs/m30k:../shared/data/multi30k/test_2016_flickr.en:../shared/data/multi30k/test_2016_flickr.de
+
+``--max-len 100 --max-len-ratio 0`` is the anchors' rule (at most 100 output tokens, no cap
+relative to the source length); the default is the toolkit's (2 x source + 10, at most 512).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import platform
 import time
-
-import torch
 
 from seq2seq import metrics
 from seq2seq.data.corpus import read_parallel
 from seq2seq.search import SearchOptions
-from seq2seq.translator import load
+
+
+def _worker(model, precision, sentences, options, batch_size, threads, barrier, queue, rank):  # noqa: ANN001
+    import torch
+
+    from seq2seq.translator import load
+
+    torch.set_num_threads(threads)
+    translator = load(model, quantize_to=None if precision == "float32" else "int8")
+    translator.hypotheses(sentences[:batch_size], options, batch_size)  # warm-up
+    barrier.wait()
+    start = time.time()
+    nbest = translator.hypotheses(sentences, options, batch_size)
+    end = time.time()
+    hyps = [translator.detokenize(n[0].tokens) for n in nbest]
+    tokens = sum(len(n[0].tokens) + 1 for n in nbest)
+    queue.put((rank, start, end, hyps, tokens))
+
+
+def timed(model, precision, sources, options, batch_size, workers, threads):  # noqa: ANN001
+    """(seconds, hypotheses in input order, output tokens incl. <eos>) with ``workers`` processes
+    of ``threads`` threads; the sources are dealt by length so each worker gets a similar load."""
+    ctx = mp.get_context("spawn")
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    shards = [order[r::workers] for r in range(workers)]
+    barrier, queue = ctx.Barrier(workers), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_worker,
+            args=(
+                model,
+                precision,
+                [sources[i] for i in shard],
+                options,
+                batch_size,
+                threads,
+                barrier,
+                queue,
+                r,
+            ),
+        )
+        for r, shard in enumerate(shards)
+    ]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise RuntimeError(f"translation worker failed with exit code {p.exitcode}")
+    hyps = [""] * len(sources)
+    for rank, _, _, shard_hyps, _ in results:
+        for i, h in zip(shards[rank], shard_hyps):
+            hyps[i] = h
+    seconds = max(r[2] for r in results) - min(r[1] for r in results)
+    return seconds, hyps, sum(r[4] for r in results)
 
 
 def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
     pairs = read_parallel(src, ref)[: args.limit]
     sources, refs = [s for s, _ in pairs], [r for _, r in pairs]
-    options = SearchOptions(beam_size=args.beam_size, max_len_ratio=args.max_len_ratio)
-    rows, outputs = [], {}
-    for precision in ("float32", "int8"):
-        translator = load(model, quantize_to=None if precision == "float32" else "int8")
-        translator.hypotheses(sources[:32], options, args.batch_size)  # warm-up
-        best = None
-        for _ in range(args.repeat):
-            start = time.perf_counter()
-            nbest = translator.hypotheses(sources, options, args.batch_size)
-            seconds = time.perf_counter() - start
-            best = seconds if best is None else min(best, seconds)
-        hyps = [translator.detokenize(n[0].tokens) for n in nbest]
-        outputs[precision] = hyps
-        tokens = sum(len(n[0].tokens) + 1 for n in nbest)
-        rows.append(
-            {
-                "model": model,
-                "data": src,
-                "precision": precision,
-                "sentences": len(sources),
-                "seconds": round(best, 3),
-                "sent_per_s": round(len(sources) / best, 1),
-                "tok_per_s": round(tokens / best, 1),
-                "bleu": round(metrics.bleu(hyps, refs)[0], 2),
-                "exact_match": round(metrics.exact_match(hyps, refs), 4),
-            }
-        )
-    same = sum(a == b for a, b in zip(outputs["float32"], outputs["int8"])) / len(sources)
-    rows[-1]["same_as_float"] = round(same, 4)
+    ratio = args.max_len_ratio if args.max_len_ratio > 0 else 1e9
+    rows, floats = [], {}
+    for beam in args.beam_sizes:
+        options = SearchOptions(beam_size=beam, max_len=args.max_len, max_len_ratio=ratio)
+        for precision in args.precisions:
+            for layout in args.layouts:
+                workers, threads = (int(x) for x in layout.split("x"))
+                best = None
+                for _ in range(args.repeat):
+                    seconds, hyps, tokens = timed(
+                        model, precision, sources, options, args.batch_size, workers, threads
+                    )
+                    best = seconds if best is None else min(best, seconds)
+                row = {
+                    "model": model,
+                    "data": src,
+                    "beam": beam,
+                    "precision": precision,
+                    "layout": f"{workers} x {threads} thread" + ("s" if threads > 1 else ""),
+                    "sentences": len(sources),
+                    "seconds": round(best, 3),
+                    "sent_per_s": round(len(sources) / best, 1),
+                    "tok_per_s": round(tokens / best, 1),
+                    "mean_out_tokens": round(tokens / len(sources), 1),
+                    "bleu": round(metrics.bleu(hyps, refs)[0], 2),
+                    "chrf": round(metrics.chrf(hyps, refs)[0], 2),
+                    "exact_match": round(metrics.exact_match(hyps, refs), 4),
+                }
+                if precision == "float32":
+                    floats.setdefault(beam, hyps)
+                elif beam in floats:
+                    same = sum(a == b for a, b in zip(floats[beam], hyps)) / len(sources)
+                    row["same_as_float"] = round(same, 4)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     return rows
+
+
+COLUMNS = [
+    "model",
+    "beam",
+    "precision",
+    "layout",
+    "sent_per_s",
+    "tok_per_s",
+    "mean_out_tokens",
+    "bleu",
+    "chrf",
+    "same_as_float",
+]
 
 
 def main() -> None:
@@ -64,38 +143,28 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("sets", nargs="+", metavar="MODEL:SRC:REF")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--beam-size", type=int, default=5)
+    p.add_argument("--beam-sizes", type=int, nargs="+", default=[5])
+    p.add_argument("--precisions", nargs="+", default=["float32", "int8"])
+    p.add_argument("--layouts", nargs="+", default=["1x2"], help="WORKERSxTHREADS, e.g. 1x2 2x1")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-len-ratio", type=float, default=2.0)
+    p.add_argument("--max-len", type=int, default=512)
+    p.add_argument("--max-len-ratio", type=float, default=2.0, help="0: no ratio cap")
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--repeat", type=int, default=1, help="best of N timed runs")
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
     rows = []
     for item in args.sets:
         model, src, ref = item.split(":")
         rows.extend(run(model, src, ref, args))
     print(
-        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{args.threads} threads, beam {args.beam_size}, batch {args.batch_size}"
+        f"# {platform.processor() or platform.machine()}, batch {args.batch_size}, "
+        f"max_len {args.max_len}, max_len_ratio {args.max_len_ratio or 'none'}"
     )
-    cols = [
-        "model",
-        "precision",
-        "sentences",
-        "seconds",
-        "sent_per_s",
-        "tok_per_s",
-        "bleu",
-        "exact_match",
-        "same_as_float",
-    ]
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
     for r in rows:
-        print("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |")
+        print("| " + " | ".join(str(r.get(c, "")) for c in COLUMNS) + " |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

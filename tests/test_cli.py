@@ -449,3 +449,15 @@ def test_tensorboard_scalars_and_attention_image(trained):
     assert {"train/loss", "train/lr", "valid/loss", "valid/exact_match"} <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("train/loss")] == [2, 4, 6]
     assert [e.step for e in events.Images("valid/attention")] == [3, 6]
+
+
+def test_rouge_known_values_and_best_reference():
+    from seq2seq import metrics
+
+    one = metrics.rouge(["the cat sat"], [["the cat sat on the mat"]])
+    assert one["rouge1"] == pytest.approx(100 * 2 * 1.0 * 0.5 / 1.5)
+    assert one["rouge2"] == pytest.approx(100 * 2 * 1.0 * 0.4 / 1.4)
+    best = metrics.rouge(["the cat sat"], [["the cat sat on the mat"], ["The cat sat."]])
+    assert best == {"rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0}
+    with pytest.raises(ValueError, match="1 hypotheses but 2 references"):
+        metrics.rouge(["x"], [["a", "b"]])

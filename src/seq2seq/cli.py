@@ -293,9 +293,15 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import metrics
-    from .data.corpus import read_parallel
+    from .data.corpus import read_lines, read_parallel
 
     pairs = read_parallel(args.src, args.ref)
+    for f in args.rouge_ref:
+        if len(read_lines(f)) != len(pairs):
+            raise ValueError(
+                f"--rouge-ref {f} has {len(read_lines(f))} lines but --src {args.src} has "
+                f"{len(pairs)}"
+            )
     options = _search_options(args)
     translator = _load_translator(args)
     sources, refs = [s for s, _ in pairs], [r for _, r in pairs]
@@ -310,6 +316,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result["ppl"] = metrics.perplexity(sum(lp for lp, _ in scored), sum(n for _, n in scored))
     result["seconds"] = round(seconds, 3)
     result["sentences_per_second"] = round(len(sources) / seconds, 2) if seconds else None
+    if args.rouge or args.rouge_ref:
+        result["rouge"] = metrics.rouge(hyps, [refs])
+    if args.rouge_ref:
+        extra = [read_lines(f) for f in args.rouge_ref]
+        each = [metrics.rouge(hyps, [r]) for r in extra]
+        result["rouge_refs"] = {
+            "files": args.rouge_ref,
+            "mean": {k: sum(e[k] for e in each) / len(each) for k in metrics.ROUGE_TYPES},
+            "best": metrics.rouge(hyps, extra),
+            "each": each,
+        }
     if args.output:
         Path(args.output).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     if args.json:
@@ -321,6 +338,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"exact match {result['exact_match']:.4f}  ({result['sentences']} sentences)")
         print(f"WER         {result['wer']:.4f}   CER {result['cer']:.4f}")
         print(f"perplexity  {result['ppl']:.4f}  (of the references)")
+        for key, label in (("rouge", args.ref), ("rouge_refs", "--rouge-ref, best per example")):
+            if key in result:
+                r = result[key] if key == "rouge" else result[key]["best"]
+                print(
+                    f"ROUGE-1/2/L {r['rouge1']:.2f} / {r['rouge2']:.2f} / {r['rougeL']:.2f}"
+                    f"  (F1, rouge-score, stemmed; {label})"
+                )
     return 0
 
 
@@ -396,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("config", help="YAML config file")
     tr.add_argument(
         "--set",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="KEY=VALUE",
         help="override a config key by its dotted path, e.g. "
@@ -525,6 +550,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ref", required=True, help="reference file, aligned with --src")
     ev.add_argument("--output", help="also write the translations to this file")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument(
+        "--rouge", action="store_true", help="add ROUGE-1/2/L F1 against --ref (summarization)"
+    )
+    ev.add_argument(
+        "--rouge-ref",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="more reference files (e.g. AESLC's dev.ann0-2): ROUGE against each, their mean, "
+        "and the best reference per example",
+    )
     ev.set_defaults(func=cmd_evaluate)
 
     sc = sub.add_parser(
@@ -564,7 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     qs.add_argument("--minutes", type=float, default=6.0, help="training time limit")
     qs.add_argument(
         "--set",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="KEY=VALUE",
         help="override a key of the built-in config",

@@ -65,6 +65,9 @@ class DataConfig:
     joint: bool = False  # one tokenizer model and one vocabulary for both sides
     drop_empty: bool = False  # otherwise an empty line is an error
     max_len: int | None = None  # drop pairs longer than this (tokens, either side); None keeps all
+    # keep only the first N source tokens (long inputs such as email bodies); applied in training
+    # and, from the checkpoint's config, in translation; None keeps whole sources
+    src_truncate: int | None = None
 
     def check(self, path: str) -> None:
         _require(
@@ -79,6 +82,13 @@ class DataConfig:
         )
         if self.max_len is not None:
             _require(self.max_len >= 1, f"{path}.max_len", self.max_len, "an integer >= 1 or null")
+        if self.src_truncate is not None:
+            _require(
+                self.src_truncate >= 1,
+                f"{path}.src_truncate",
+                self.src_truncate,
+                "an integer >= 1 or null",
+            )
         if self.joint and self.src != self.tgt:
             raise ConfigError(
                 f"{path}.joint: true needs identical data.src and data.tgt settings "

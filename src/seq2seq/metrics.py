@@ -1,5 +1,6 @@
 """Evaluation metrics on detokenized text: sacreBLEU BLEU, chrF and TER (with their signatures),
-exact match, word and character error rates (jiwer), and perplexity."""
+exact match, word and character error rates (jiwer), ROUGE (Google's rouge-score, as used by the
+summarization literature), and perplexity."""
 
 from __future__ import annotations
 
@@ -63,6 +64,28 @@ def cer(hyps: list[str], refs: list[str]) -> float:
     """Character error rate: character-level edit distance / reference characters."""
     _check(hyps, refs)
     return float(jiwer.cer(refs, hyps)) if refs else 0.0
+
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+
+
+def rouge(hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
+    """ROUGE-1/2/L F1 x 100 (rouge-score with Porter stemming), averaged over examples. ``refs``
+    holds one or more reference sets, each aligned with ``hyps``; with several, each example
+    takes its best-matching reference per ROUGE type (rouge-score's ``score_multi``)."""
+    from rouge_score import rouge_scorer
+
+    if not refs:
+        raise ValueError("ROUGE needs at least one reference set")
+    for r in refs:
+        _check(hyps, r)
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
+    for i, hyp in enumerate(hyps):
+        scores = scorer.score_multi([r[i] for r in refs], hyp)
+        for k in ROUGE_TYPES:
+            totals[k] += scores[k].fmeasure
+    return {k: 100 * v / max(1, len(hyps)) for k, v in totals.items()}
 
 
 def perplexity(total_log_prob: float, num_tokens: int) -> float:

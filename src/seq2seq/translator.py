@@ -83,8 +83,10 @@ class Translator:
         src_vocab: Vocab,
         tgt_vocab: Vocab,
         device: torch.device | str = "cpu",
+        src_truncate: int | None = None,
     ) -> None:
         self.model = model.to(device).eval()
+        self.src_truncate = src_truncate  # the model's data.src_truncate: first N source tokens
         self.src_tokenizer, self.tgt_tokenizer = src_tokenizer, tgt_tokenizer
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.device = device
@@ -122,12 +124,22 @@ class Translator:
             model = quantize(model, quantize_to)
         _, vocabs, tokenizers = first
         v = Vocabularies.from_state({"vocabs": vocabs, "tokenizers": tokenizers})
-        return cls(model, v.src_tokenizer, v.tgt_tokenizer, v.src_vocab, v.tgt_vocab, device)
+        return cls(
+            model,
+            v.src_tokenizer,
+            v.tgt_tokenizer,
+            v.src_vocab,
+            v.tgt_vocab,
+            device,
+            src_truncate=cfg.data.src_truncate,
+        )
 
     def encode_sources(self, sentences: list[str]) -> ParallelData:
-        return ParallelData(
-            [self.src_vocab.encode(self.src_tokenizer.encode(s)) for s in sentences]
-        )
+        return ParallelData([self.src_vocab.encode(self.source_tokens(s)) for s in sentences])
+
+    def source_tokens(self, sentence: str) -> list[str]:
+        """The tokens the model reads (truncated as in training)."""
+        return self.src_tokenizer.encode(sentence)[: self.src_truncate]
 
     def detokenize(self, ids: list[int]) -> str:
         return self.tgt_tokenizer.decode(self.tgt_vocab.decode(ids))
@@ -175,7 +187,7 @@ class Translator:
         the source token it attends to most."""
         out = []
         for sentence, hyps in zip(sentences, nbest):
-            src_tokens = self.src_tokenizer.encode(sentence)  # as written: unknown words survive
+            src_tokens = self.source_tokens(sentence)  # as written: unknown words survive
             tgt_tokens = self.tgt_vocab.decode(hyps[0].tokens)
             attention = hyps[0].attention  # (len(tgt_tokens) + 1, len(src_tokens) + 1)
             if attention is None:

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from seq2seq.cli import main
 from seq2seq.config import DataConfig
@@ -63,6 +64,31 @@ def test_long_pairs_dropped_only_when_configured_and_counted(tmp_path):
     assert data.train.report.dropped_long == 1
     assert data.train.report.kept == 2
     assert len(data.dev.data) == 1  # dev is never length-filtered
+
+
+def test_src_truncate_keeps_the_first_tokens_in_training_and_translation(tmp_path):
+    from seq2seq.data.vocab import EOS_ID
+    from seq2seq.translator import Translator
+
+    pairs = [("abcdefgh", "x"), ("ab", "y")]
+    prefix = write_corpus(tmp_path, "train", pairs)
+    dev = write_corpus(tmp_path, "dev", [("abcdefgh", "x")])
+    data = prepare_data(_cfg(prefix, dev, src_truncate=3))
+    decoded = [data.src_vocab.decode(ids) for ids in data.train.data.src]
+    assert [d[:3] for d in decoded] == [["a", "b", "c"], ["a", "b"]]
+    assert all(EOS_ID not in ids[:-1] for ids in data.train.data.src)
+    assert [data.src_vocab.decode(ids)[:3] for ids in data.dev.data.src] == [["a", "b", "c"]]
+    assert max(len(ids) for ids in data.train.data.src) <= 4  # 3 tokens (+ <eos> if stored)
+    t = Translator(
+        torch.nn.Linear(1, 1),
+        data.src_tokenizer,
+        data.tgt_tokenizer,
+        data.src_vocab,
+        data.tgt_vocab,
+        src_truncate=3,
+    )
+    assert t.source_tokens("abcdefgh") == ["a", "b", "c"]
+    assert t.encode_sources(["abcdefgh"]).src == [data.src_vocab.encode(["a", "b", "c"])]
 
 
 def test_cli_misaligned_corpus_exits_nonzero_with_paths(tmp_path, capsys):

@@ -42,8 +42,11 @@ def test_gradient_matches_torch_cross_entropy(eps, dtype):
     loss, _, _ = label_smoothed_nll(ours, target, eps)
     (loss * 0.7).backward()
     ref_loss = F.cross_entropy(
-        ref.float().view(-1, 11), target.view(-1), ignore_index=PAD_ID,
-        label_smoothing=eps, reduction="sum",
+        ref.float().view(-1, 11),
+        target.view(-1),
+        ignore_index=PAD_ID,
+        label_smoothing=eps,
+        reduction="sum",
     )
     (ref_loss * 0.7).backward()
     assert ours.grad.dtype == dtype

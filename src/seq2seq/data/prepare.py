@@ -56,6 +56,18 @@ def _split(
     if pairs is None:
         pairs = read_parallel(src_path, tgt_path)
     src_toks = [src_tok.encode(s) for s, _ in pairs]
+    if cfg.src_truncate is not None:
+        cut = sum(len(t) > cfg.src_truncate for t in src_toks)
+        if cut:
+            log.info(
+                "%s.%s: %d of %d sources truncated to data.src_truncate=%d tokens",
+                prefix,
+                cfg.src_suffix,
+                cut,
+                len(src_toks),
+                cfg.src_truncate,
+            )
+        src_toks = [t[: cfg.src_truncate] for t in src_toks]
     tgt_toks = [tgt_tok.encode(t) for _, t in pairs]
     keep, report = filter_pairs(
         list(zip(src_toks, tgt_toks)),

@@ -132,9 +132,7 @@ def output_layer_nll(
     mask = target != PAD_ID
     rows = hidden[mask]  # (N, H) real tokens only: pad rows cost nothing
     device = hidden.device.type
-    dtype = (
-        torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
-    )
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
     with torch.autocast(device, enabled=False):
         loss, nll_sum = _OutputLayerNLL.apply(
             rows, output.weight, output.bias, target[mask], smoothing, dtype

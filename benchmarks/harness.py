@@ -1,0 +1,367 @@
+"""The benchmark harness: training throughput, translation speed and recipe quality on Multi30k,
+optionally beside the anchors (OpenNMT-py, CTranslate2) measured in the same invocation. Prints
+one table and writes every row as JSON. Run from the repository root:
+
+    python benchmarks/harness.py --anchors --json runs/bench/harness.json
+
+Sections (``--sections``, default all three):
+  train      benchmarks/train_speed.py on the two reference shapes of ../shared/bench/anchors
+             (configs/multi30k_en_de_{rnn,transformer}.yaml), float32 and bf16 autocast; with
+             --anchors, ../shared/bench/anchors/train.sh onmt_rnn / onmt_transformer for
+             --seconds each, parsed by its summarize.py.
+  translate  benchmarks/translate_speed.py on test_2016_flickr, batch 32, at most 100 output
+             tokens (the anchors' rule), beam 5 and greedy, float32 and int8, one process with 2
+             threads and 2 processes with 1 thread. The model is the reference Transformer trained
+             for --seconds with the anchors' settings (runs/bench/transformer_<S>s, trained once;
+             like for like with the anchors' model of the same age), plus the recipe model
+             runs/recipes/multi30k_en_de_transformer if it exists. With --anchors:
+             translate.sh onmt and ct2, and CTranslate2 in both thread layouts.
+  quality    BLEU/chrF (or ROUGE) and training wall time of every finished recipe run under
+             runs/recipes/ (recipes/*/ scripts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ANCHORS = Path(os.environ.get("ANCHORS", "../shared/bench/anchors"))
+WORK = Path(os.environ.get("ANCHORS_WORK", "/tmp/anchors-bench"))
+VENV = Path(os.environ.get("ANCHORS_VENV", "/tmp/anchors-venv"))
+SHAPES = {
+    "rnn": "configs/multi30k_en_de_rnn.yaml",
+    "transformer": "configs/multi30k_en_de_transformer.yaml",
+}
+
+
+def sh(cmd: list[str], **kw) -> str:  # noqa: ANN003
+    print("+ " + " ".join(map(str, cmd)), file=sys.stderr, flush=True)
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def anchors_ready() -> None:
+    if not (VENV / "bin" / "onmt_train").exists():
+        sh(["bash", str(ANCHORS / "setup.sh")])
+    if not (WORK / "data" / "spm8k.model").exists():
+        sh(["bash", str(ANCHORS / "prepare.sh")])
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+def train_rows(args: argparse.Namespace) -> list[dict]:
+    out = Path(args.out) / "train_speed.json"
+    sh(
+        [
+            sys.executable,
+            str(HERE / "train_speed.py"),
+            *SHAPES.values(),
+            "--threads",
+            str(args.threads),
+            "--steps",
+            str(args.steps),
+            "--json",
+            str(out),
+        ]
+    )
+    rows = []
+    for r in json.loads(out.read_text()):
+        shape = next(k for k, v in SHAPES.items() if v == r["config"])
+        rows.append(
+            {
+                "section": "train",
+                "toolkit": "seq2seq",
+                "model": shape,
+                "setting": f"{r['precision']}, {args.threads} threads",
+                "tgt_tok_per_s": r["tgt_tok_per_s"],
+                "peak_rss_gib": r["peak_rss_gib"],
+                "s_per_step": r["s_per_step"],
+            }
+        )
+    if args.anchors:
+        anchors_ready()
+        env = {**os.environ, "THREADS": str(args.threads)}
+        for shape in SHAPES:
+            sh(["bash", str(ANCHORS / "train.sh"), f"onmt_{shape}", str(args.seconds)], env=env)
+        summary = sh(
+            [str(VENV / "bin" / "python"), str(ANCHORS / "summarize.py")],
+            env={**env, "ANCHORS_WORK": str(WORK)},
+        )
+        for line in summary.splitlines():
+            m = re.match(r"onmt_(\w+): .*steady_tgt_tok/s=(\d+).*peakRSS=([\d.]+)GiB", line)
+            if m:
+                rows.append(
+                    {
+                        "section": "train",
+                        "toolkit": "OpenNMT-py 3.5.1",
+                        "model": m.group(1),
+                        "setting": f"float32, {args.threads} threads",
+                        "tgt_tok_per_s": float(m.group(2)),
+                        "peak_rss_gib": float(m.group(3)),
+                    }
+                )
+        for r in rows:
+            ref = next(
+                (
+                    a
+                    for a in rows
+                    if a["toolkit"].startswith("OpenNMT") and a["model"] == r["model"]
+                ),
+                None,
+            )
+            if ref and r["toolkit"] == "seq2seq":
+                r["vs_anchor"] = round(r["tgt_tok_per_s"] / ref["tgt_tok_per_s"], 2)
+    return rows
+
+
+# -- translation ------------------------------------------------------------------------------
+
+
+def reference_model(args: argparse.Namespace) -> str:
+    run = Path("runs/bench") / f"transformer_{args.seconds}s"
+    if not (run / "last.pt").exists():
+        sh(
+            [
+                "seq2seq",
+                "train",
+                SHAPES["transformer"],
+                "--out",
+                str(run),
+                "--set",
+                f"train.max_minutes={args.seconds / 60}",
+                "train.label_smoothing=0.0",
+                "train.validate_every=1000000",
+                f"train.threads={args.threads}",
+                f"data.train={args.data}/multi30k/train",
+                f"data.dev={args.data}/multi30k/val",
+            ]
+        )
+    return str(run / "last.pt")
+
+
+def bleu_of_bpe(path: Path, ref: str) -> tuple[float, float]:
+    import sentencepiece as spm
+
+    from seq2seq import metrics
+    from seq2seq.data.corpus import read_lines
+
+    sp = spm.SentencePieceProcessor(model_file=str(WORK / "data" / "spm8k.model"))
+    hyps = [sp.decode(line.split()) for line in read_lines(path)]
+    refs = read_lines(ref)
+    return metrics.bleu(hyps, refs)[0], metrics.chrf(hyps, refs)[0]
+
+
+def translate_rows(args: argparse.Namespace) -> list[dict]:
+    m30k = f"{args.data}/multi30k"
+    src, ref = f"{m30k}/test_2016_flickr.en", f"{m30k}/test_2016_flickr.de"
+    models = [(f"reference Transformer, {args.seconds} s", reference_model(args))]
+    recipe = Path("runs/recipes/multi30k_en_de_transformer/averaged.pt")
+    if recipe.exists():
+        models.append(("recipe Transformer (60 min)", str(recipe)))
+    rows = []
+    for label, model in models:
+        out = Path(args.out) / "translate.json"
+        sh(
+            [
+                sys.executable,
+                str(HERE / "translate_speed.py"),
+                f"{model}:{src}:{ref}",
+                "--beam-sizes",
+                "5",
+                "1",
+                "--layouts",
+                "1x2",
+                "2x1",
+                "--max-len",
+                "100",
+                "--max-len-ratio",
+                "0",
+                "--json",
+                str(out),
+            ]
+        )
+        for r in json.loads(out.read_text()):
+            rows.append(
+                {
+                    "section": "translate",
+                    "toolkit": "seq2seq",
+                    "model": label,
+                    "setting": f"beam {r['beam']}, {r['precision']}, {r['layout']}",
+                    **{
+                        k: r.get(k)
+                        for k in (
+                            "sent_per_s",
+                            "tok_per_s",
+                            "mean_out_tokens",
+                            "bleu",
+                            "chrf",
+                            "same_as_float",
+                        )
+                    },
+                }
+            )
+    if args.anchors:
+        anchors_ready()
+        if not list((WORK / "runs" / "onmt_transformer").glob("model_step_*.pt")):
+            sh(["bash", str(ANCHORS / "train.sh"), "onmt_transformer", str(args.seconds)])
+        label = f"OpenNMT-py Transformer, {args.seconds} s"
+        env = {**os.environ, "THREADS": str(args.threads)}
+        log = sh(["bash", str(ANCHORS / "translate.sh"), "onmt"], env=env)
+        m = re.search(r"Total translation time \(s\): ([\d.]+)", log)
+        hyp = WORK / "runs" / "hyp" / "onmt.bpe.de"
+        if m:
+            b, c = bleu_of_bpe(hyp, ref)
+            n = sum(len(line.split()) + 1 for line in hyp.read_text().splitlines())
+            rows.append(
+                {
+                    "section": "translate",
+                    "toolkit": "onmt_translate 3.5.1",
+                    "model": label,
+                    "setting": f"beam 5, float32, 1 x {args.threads} threads",
+                    "sent_per_s": round(1000 / float(m.group(1)), 1),
+                    "tok_per_s": round(n / float(m.group(1)), 1),
+                    "mean_out_tokens": round(n / 1000, 1),
+                    "bleu": round(b, 2),
+                    "chrf": round(c, 2),
+                }
+            )
+        sh(["bash", str(ANCHORS / "translate.sh"), "ct2"], env=env)  # converts, 2 x 1 layout
+        bpe_src = WORK / "data" / "test_2016_flickr.bpe.en"
+        for q in ("float32", "int8"):
+            for inter, intra in ((2, 1), (1, 2)):
+                hyp = WORK / "runs" / "hyp" / f"ct2_{q}_{inter}x{intra}.bpe.de"
+                line = sh(
+                    [
+                        str(VENV / "bin" / "python"),
+                        str(ANCHORS / "ct2_translate.py"),
+                        str(WORK / "runs" / f"ct2_{q}"),
+                        str(bpe_src),
+                        str(hyp),
+                        str(inter),
+                        str(intra),
+                    ],
+                    env=env,
+                )
+                m = re.search(r"sent/s=([\d.]+) out_tok=(\d+) tok/s=([\d.]+)", line)
+                b, c = bleu_of_bpe(hyp, ref)
+                rows.append(
+                    {
+                        "section": "translate",
+                        "toolkit": "CTranslate2 4.8.5",
+                        "model": label,
+                        "setting": f"beam 5, {q}, {inter} x {intra} thread"
+                        + ("s" if intra > 1 else ""),
+                        "sent_per_s": float(m.group(1)),
+                        "tok_per_s": float(m.group(3)),
+                        "mean_out_tokens": round(int(m.group(2)) / 1000, 1),
+                        "bleu": round(b, 2),
+                        "chrf": round(c, 2),
+                    }
+                )
+    return rows
+
+
+# -- quality ----------------------------------------------------------------------------------
+
+
+def quality_rows(args: argparse.Namespace) -> list[dict]:
+    rows = []
+    for run in sorted(Path("runs/recipes").glob("*")):
+        seconds = run / "train_seconds"
+        for split in ("test_2016_flickr", "val", "dev"):
+            f = run / f"{split}.json"
+            if not f.exists() or not seconds.exists():
+                continue
+            r = json.loads(f.read_text())
+            row = {
+                "section": "quality",
+                "toolkit": "seq2seq",
+                "model": run.name,
+                "setting": f"{split}, beam 5, averaged checkpoints",
+                "train_minutes": round(int(seconds.read_text()) / 60, 1),
+                "bleu": round(r["bleu"], 2),
+                "chrf": round(r["chrf"], 2),
+                "signature": r["bleu_signature"],
+            }
+            if "rouge_refs" in r:
+                row.update(
+                    {f"{k}_ann_best": round(v, 2) for k, v in r["rouge_refs"]["best"].items()}
+                )
+                row.update(
+                    {f"{k}_ann_mean": round(v, 2) for k, v in r["rouge_refs"]["mean"].items()}
+                )
+            if "rouge" in r:
+                row.update({k: round(v, 2) for k, v in r["rouge"].items()})
+            rows.append(row)
+    return rows
+
+
+def fmt(r: dict) -> str:
+    keys = [
+        "tgt_tok_per_s",
+        "peak_rss_gib",
+        "vs_anchor",
+        "sent_per_s",
+        "tok_per_s",
+        "mean_out_tokens",
+        "bleu",
+        "chrf",
+        "same_as_float",
+        "train_minutes",
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "rouge1_ann_best",
+        "rouge2_ann_best",
+        "rougeL_ann_best",
+    ]
+    return ", ".join(
+        f"{k} {r[k]:,}" if isinstance(r[k], (int, float)) else f"{k} {r[k]}"
+        for k in keys
+        if r.get(k) is not None
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        default=["train", "translate", "quality"],
+        choices=["train", "translate", "quality"],
+    )
+    p.add_argument("--anchors", action="store_true", help="run the anchors in the same invocation")
+    p.add_argument("--seconds", type=int, default=285, help="anchor training time per shape")
+    p.add_argument("--steps", type=int, default=40, help="timed steps per shape (ours)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--out", default="runs/bench")
+    p.add_argument("--json", default="runs/bench/harness.json")
+    args = p.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    for section, fn in (
+        ("train", train_rows),
+        ("translate", translate_rows),
+        ("quality", quality_rows),
+    ):
+        if section in args.sections:
+            rows += fn(args)
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+    print("| section | toolkit | model | setting | result |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['section']} | {r['toolkit']} | {r['model']} | {r['setting']} | {fmt(r)} |")
+    print(f"rows: {args.json}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+# Shared steps of the recipes; sourced by each recipes/*/run.sh. One command from raw text to a
+# scored model: SentencePiece + model training (seq2seq train), checkpoint averaging, beam search
+# on the test set and sacreBLEU/chrF (or ROUGE) with their signatures.
+#
+# Environment (all optional):
+#   DATA     data root holding multi30k/, tatoeba_fra_eng/, aeslc/   (default ../shared/data)
+#   RUNS     where run directories go                                  (default runs/recipes)
+#   MINUTES  training wall-time budget in minutes                      (default: the config's)
+#   THREADS  torch CPU threads                                         (default: the config's)
+#   SEQ2SEQ  the command                                               (default: seq2seq)
+#   AVERAGE  how many of the last checkpoints to average               (default 5)
+set -euo pipefail
+DATA=${DATA:-../shared/data}
+RUNS=${RUNS:-runs/recipes}
+SEQ2SEQ=${SEQ2SEQ:-seq2seq}
+AVERAGE=${AVERAGE:-5}
+
+# train NAME CONFIG [--set overrides...]: trains into $RUNS/NAME, recording the wall time.
+train() {
+  local name=$1 config=$2; shift 2
+  local run=$RUNS/$name extra=()
+  [ -n "${MINUTES:-}" ] && extra+=("train.max_minutes=$MINUTES")
+  [ -n "${THREADS:-}" ] && extra+=("train.threads=$THREADS")
+  mkdir -p "$run"
+  local start; start=$(date +%s)
+  $SEQ2SEQ train "$config" --out "$run" --set "$@" "${extra[@]}"
+  echo "$(( $(date +%s) - start ))" > "$run/train_seconds"
+  echo "== $name: trained in $(cat "$run/train_seconds") s (tokenizers, model, validations)"
+}
+
+# average NAME: averages the last $AVERAGE numbered checkpoints into $RUNS/NAME/averaged.pt
+average() {
+  local run=$RUNS/$1
+  local n; n=$(find "$run" -maxdepth 1 -name 'ckpt-*.pt' | wc -l)
+  if [ "$n" -gt 0 ]; then
+    $SEQ2SEQ average "$run" --last "$(( n < AVERAGE ? n : AVERAGE ))" --out "$run/averaged.pt"
+  else
+    cp "$run/best.pt" "$run/averaged.pt"
+  fi
+}
+
+# evaluate NAME SPLIT SRC REF [options]: beam 5 on SRC, scored against REF; JSON in NAME/SPLIT.json
+evaluate() {
+  local name=$1 run=$RUNS/$1 split=$2 src=$3 ref=$4; shift 4
+  $SEQ2SEQ evaluate "$run/averaged.pt" --src "$src" --ref "$ref" --beam-size 5 \
+    --output "$run/$split.hyp" --json -q "$@" > "$run/$split.json"
+  echo "== $name $split:"; cat "$run/$split.json"; echo
+}
