@@ -117,14 +117,15 @@ def train_rows(args: argparse.Namespace) -> list[dict]:
             )
             if ref and r["toolkit"] == "seq2seq":
                 r["vs_anchor"] = round(r["tgt_tok_per_s"] / ref["tgt_tok_per_s"], 2)
-    return rows
+    return rows + same_time_rows(args)
 
 
 # -- translation ------------------------------------------------------------------------------
 
 
-def reference_model(args: argparse.Namespace) -> str:
-    run = Path("runs/bench") / f"transformer_{args.seconds}s"
+def reference_model(args: argparse.Namespace, precision: str = "float32") -> Path:
+    """The reference Transformer trained for --seconds with the anchors' settings (trained once)."""
+    run = Path(args.out) / f"transformer_{args.seconds}s_{precision}"
     if not (run / "last.pt").exists():
         sh(
             [
@@ -138,11 +139,37 @@ def reference_model(args: argparse.Namespace) -> str:
                 "train.label_smoothing=0.0",
                 "train.validate_every=1000000",
                 f"train.threads={args.threads}",
+                f"train.precision={precision}",
                 f"data.train={args.data}/multi30k/train",
                 f"data.dev={args.data}/multi30k/val",
             ]
         )
-    return str(run / "last.pt")
+    return run
+
+
+def same_time_rows(args: argparse.Namespace) -> list[dict]:
+    """Dev BLEU (greedy, the trainer's final validation) after --seconds of training, float32
+    against bf16 autocast: bf16 must not buy its speed with quality."""
+    rows = []
+    for precision in ("float32", "bf16"):
+        run = reference_model(args, precision)
+        lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        valid = [x for x in lines if x["kind"] == "valid"][-1]
+        train = [x for x in lines if x["kind"] == "train"]
+        rows.append(
+            {
+                "section": "train",
+                "toolkit": "seq2seq",
+                "model": "transformer",
+                "setting": f"{precision}, {args.seconds} s of training, dev greedy",
+                "steps": valid["step"],
+                "dev_bleu": round(valid["bleu"], 2),
+                "tgt_tok_per_s": round(
+                    sum(x["tok_s"] for x in train[1:]) / max(1, len(train) - 1), 1
+                ),
+            }
+        )
+    return rows
 
 
 def bleu_of_bpe(path: Path, ref: str) -> tuple[float, float]:
@@ -160,7 +187,7 @@ def bleu_of_bpe(path: Path, ref: str) -> tuple[float, float]:
 def translate_rows(args: argparse.Namespace) -> list[dict]:
     m30k = f"{args.data}/multi30k"
     src, ref = f"{m30k}/test_2016_flickr.en", f"{m30k}/test_2016_flickr.de"
-    models = [(f"reference Transformer, {args.seconds} s", reference_model(args))]
+    models = [(f"reference Transformer, {args.seconds} s", str(reference_model(args) / "last.pt"))]
     recipe = Path("runs/recipes/multi30k_en_de_transformer/averaged.pt")
     if recipe.exists():
         models.append(("recipe Transformer (60 min)", str(recipe)))

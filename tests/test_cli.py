@@ -181,6 +181,25 @@ def test_evaluate_json(trained, capsys):
     assert result["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
 
 
+def test_evaluate_rouge_against_extra_references(trained, tmp_path, capsys):
+    _, data, run = trained
+    refs = (Path(data) / "test.tgt").read_text().splitlines()
+    (tmp_path / "same").write_text("".join(r + "\n" for r in refs))
+    (tmp_path / "other").write_text("zzz\n" * len(refs))
+    (tmp_path / "short").write_text("zzz\n")
+    args = ["evaluate", str(run), "--src", f"{data}/test.src", "--ref", f"{data}/test.tgt"]
+    capsys.readouterr()
+    assert (
+        main([*args, "--json", "--rouge-ref", str(tmp_path / "same"), str(tmp_path / "other")]) == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["rouge"] == result["rouge_refs"]["best"] == result["rouge_refs"]["each"][0]
+    assert result["rouge_refs"]["each"][1] == {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    assert result["rouge_refs"]["mean"]["rouge1"] == pytest.approx(result["rouge"]["rouge1"] / 2)
+    assert main([*args, "--rouge-ref", str(tmp_path / "short")]) == 2
+    assert f"--rouge-ref {tmp_path / 'short'} has 1 lines but --src" in capsys.readouterr().err
+
+
 def test_missing_checkpoint_error(tmp_path, capsys):
     assert main(["translate", str(tmp_path / "nothing")]) == 2
     assert "no such checkpoint file or run directory" in capsys.readouterr().err
