@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 ANCHORS = Path(os.environ.get("ANCHORS", "../shared/bench/anchors"))
 WORK = Path(os.environ.get("ANCHORS_WORK", "/tmp/anchors-bench"))
 VENV = Path(os.environ.get("ANCHORS_VENV", "/tmp/anchors-venv"))
+TRANSLATE_KEYS = ("sent_per_s", "tok_per_s", "mean_out_tokens", "bleu", "chrf", "same_as_float")
 SHAPES = {
     "rnn": "configs/multi30k_en_de_rnn.yaml",
     "transformer": "configs/multi30k_en_de_transformer.yaml",
@@ -220,17 +221,7 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                     "toolkit": "seq2seq",
                     "model": label,
                     "setting": f"beam {r['beam']}, {r['precision']}, {r['layout']}",
-                    **{
-                        k: r.get(k)
-                        for k in (
-                            "sent_per_s",
-                            "tok_per_s",
-                            "mean_out_tokens",
-                            "bleu",
-                            "chrf",
-                            "same_as_float",
-                        )
-                    },
+                    **{k: r.get(k) for k in TRANSLATE_KEYS},
                 }
             )
     if args.anchors:
@@ -334,12 +325,7 @@ def fmt(r: dict) -> str:
         "tgt_tok_per_s",
         "peak_rss_gib",
         "vs_anchor",
-        "sent_per_s",
-        "tok_per_s",
-        "mean_out_tokens",
-        "bleu",
-        "chrf",
-        "same_as_float",
+        *TRANSLATE_KEYS,
         "train_minutes",
         "rouge1",
         "rouge2",

@@ -46,3 +46,14 @@ evaluate() {
     --output "$run/$split.hyp" --json -q "$@" > "$run/$split.json"
   echo "== $name $split:"; cat "$run/$split.json"; echo
 }
+
+# multi30k SRC TGT ARCH: the Multi30k recipe of one direction and architecture
+# (recipes/multi30k/ARCH.yaml), scored on val and test_2016_flickr.
+multi30k() {
+  local s=$1 t=$2 arch=$3 m=$DATA/multi30k name=multi30k_$1_$2_$3
+  train "$name" "recipes/multi30k/$arch.yaml" "data.train=$m/train" "data.dev=$m/val" \
+    "data.src_suffix=$s" "data.tgt_suffix=$t"
+  average "$name"
+  evaluate "$name" val "$m/val.$s" "$m/val.$t"
+  evaluate "$name" test_2016_flickr "$m/test_2016_flickr.$s" "$m/test_2016_flickr.$t"
+}
