@@ -325,6 +325,8 @@ def fmt(r: dict) -> str:
         "tgt_tok_per_s",
         "peak_rss_gib",
         "vs_anchor",
+        "steps",
+        "dev_bleu",
         *TRANSLATE_KEYS,
         "train_minutes",
         "rouge1",
