@@ -130,6 +130,8 @@ def reference_model(args: argparse.Namespace, precision: str = "float32") -> Pat
     if not (run / "last.pt").exists():
         sh(
             [
+                sys.executable,
+                "-m",
                 "seq2seq",
                 "train",
                 SHAPES["transformer"],

@@ -31,6 +31,7 @@ def measure(config: str, precision: str, args: argparse.Namespace) -> dict:
     import torch
 
     from seq2seq.config import load
+    from seq2seq.data.batching import bucket_batches
     from seq2seq.train.trainer import Trainer
 
     overrides = [*ANCHOR_SETTINGS, f"train.precision={precision}", f"train.threads={args.threads}"]
@@ -41,8 +42,6 @@ def measure(config: str, precision: str, args: argparse.Namespace) -> dict:
         trainer = Trainer(cfg, out, restart=True, show_progress=False)
         torch.manual_seed(cfg.train.seed)
         data = trainer.data.train.data
-        from seq2seq.data.batching import bucket_batches
-
         batches = bucket_batches(
             data.lengths(),
             batch_tokens=cfg.train.batch_tokens,
@@ -73,33 +72,6 @@ def measure(config: str, precision: str, args: argparse.Namespace) -> dict:
         "tgt_tokens_per_step": round(tokens / args.steps),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
-
-
-def anchor_rows(names: list[str], seconds: int) -> list[dict]:
-    """Runs ../shared/bench/anchors/train.sh NAME SECONDS for each name and parses its summary."""
-    import os
-
-    root = os.environ.get("ANCHORS", "../shared/bench/anchors")
-    work = os.environ.get("ANCHORS_WORK", "/tmp/anchors-bench")
-    venv = os.environ.get("ANCHORS_VENV", "/tmp/anchors-venv")
-    rows = []
-    for name in names:
-        subprocess.run(["bash", f"{root}/train.sh", name, str(seconds)], check=True)
-    out = subprocess.run(
-        [f"{venv}/bin/python", f"{root}/summarize.py", "--json"],
-        env={**os.environ, "ANCHORS_WORK": work},
-        capture_output=True,
-        text=True,
-    )
-    try:
-        summary = json.loads(out.stdout)
-    except json.JSONDecodeError:
-        print(out.stdout, out.stderr, file=sys.stderr)
-        return rows
-    for row in summary.get("train", []):
-        if row.get("name") in names:
-            rows.append({"toolkit": row["name"], **row})
-    return rows
 
 
 def main() -> None:

@@ -56,11 +56,24 @@ def test_gradient_matches_torch_cross_entropy(eps, dtype):
     torch.testing.assert_close(loss.float(), ref_loss.float(), **tol)
 
 
-def test_gradcheck_double():
+def test_output_layer_nll_gradcheck_double():
+    from seq2seq.train.loss import output_layer_nll
+
     torch.manual_seed(2)
-    logits = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    hidden = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    layer = torch.nn.Linear(4, 5).double()
     target = torch.tensor([[1, 2, PAD_ID], [4, 3, 2]])
-    assert torch.autograd.gradcheck(lambda x: label_smoothed_nll(x, target, 0.2)[0], (logits,))
+    assert torch.autograd.gradcheck(
+        lambda h, w, b: output_layer_nll(h, _Fixed(w, b), target, 0.2)[0],
+        (hidden, layer.weight, layer.bias),
+    )
+
+
+class _Fixed:
+    """A stand-in for nn.Linear whose weight and bias are the tensors gradcheck perturbs."""
+
+    def __init__(self, weight, bias):
+        self.weight, self.bias = weight, bias
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
