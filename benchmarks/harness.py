@@ -18,6 +18,11 @@ Sections (``--sections``, default all three):
              translate.sh onmt and ct2, and CTranslate2 in both thread layouts.
   quality    BLEU/chrF (or ROUGE) and training wall time of every finished recipe run under
              runs/recipes/ (recipes/*/ scripts).
+  anchor-quality
+             OpenNMT-py trained like our Transformer recipe (benchmarks/onmt_transformer_recipe.yaml)
+             for --quality-minutes on the anchors' BPE data, for each --quality-pairs direction;
+             its last 5 checkpoints averaged, beam 5 on test_2016_flickr, sacreBLEU/chrF as ours.
+             Trained once (runs kept in the anchors' work directory); needs no --anchors.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -322,6 +328,67 @@ def quality_rows(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+# -- OpenNMT-py trained like our recipe -------------------------------------------------------
+
+
+def anchor_quality_rows(args: argparse.Namespace) -> list[dict]:
+    """OpenNMT-py with our recipe's settings, trained for --quality-minutes (once), averaged,
+    beam 5 on test_2016_flickr and scored like ours (the recipes' rows come from ``quality``)."""
+    anchors_ready()
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "CUDA_VISIBLE_DEVICES": "",
+        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",  # OpenNMT-py 3.5.1 pickles its options
+    }
+    rows = []
+    for pair in args.quality_pairs:
+        s, t = pair.split("-")
+        name = f"onmt_recipe_{s}_{t}"
+        run = WORK / "runs" / name
+        config = WORK / "runs" / f"{name}.yaml"
+        text = (HERE / "onmt_transformer_recipe.yaml").read_text()
+        config.write_text(text.replace("SRC", s).replace("TGT", t))
+        seconds = run / "train_seconds"
+        if not seconds.exists():
+            run.mkdir(parents=True, exist_ok=True)
+            start = time.time()
+            with open(WORK / "logs" / f"{name}.log", "w") as log:
+                subprocess.run(
+                    ["timeout", "-s", "INT", str(round(args.quality_minutes * 60)),
+                     str(VENV / "bin" / "onmt_train"), "-config", str(config)],
+                    cwd=WORK, env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
+                )  # fmt: skip
+            seconds.write_text(str(round(time.time() - start)))
+        ckpts = sorted(run.glob("model_step_*.pt"), key=lambda p: int(p.stem.split("_")[-1]))
+        if not ckpts:
+            raise SystemExit(f"{name}: OpenNMT-py left no checkpoint; see {WORK}/logs/{name}.log")
+        avg = run / "averaged.pt"
+        if not avg.exists():
+            sh([str(VENV / "bin" / "onmt_average_models"), "-models", *map(str, ckpts[-5:]),
+                "-output", str(avg)], env=env)  # fmt: skip
+        hyp = run / f"test_2016_flickr.bpe.{t}"
+        sh([str(VENV / "bin" / "onmt_translate"), "-model", str(avg),
+            "-src", str(WORK / "data" / f"test_2016_flickr.bpe.{s}"), "-output", str(hyp),
+            "-beam_size", "5", "-batch_size", "32", "-batch_type", "sents",
+            "-max_length", "100", "-max_length_ratio", "0"], env=env)  # fmt: skip
+        b, c = bleu_of_bpe(hyp, f"{args.data}/multi30k/test_2016_flickr.{t}")
+        rows.append(
+            {
+                "section": "quality",
+                "toolkit": "OpenNMT-py 3.5.1",
+                "model": name,
+                "setting": f"test_2016_flickr, beam 5, averaged last {len(ckpts[-5:])} "
+                f"checkpoints (step {ckpts[-1].stem.split('_')[-1]})",
+                "train_minutes": round(int(seconds.read_text()) / 60, 1),
+                "bleu": round(b, 2),
+                "chrf": round(c, 2),
+            }
+        )
+    return rows
+
+
 def fmt(r: dict) -> str:
     keys = [
         "tgt_tok_per_s",
@@ -353,12 +420,14 @@ def main() -> None:
         "--sections",
         nargs="+",
         default=["train", "translate", "quality"],
-        choices=["train", "translate", "quality"],
+        choices=["train", "translate", "quality", "anchor-quality"],
     )
     p.add_argument("--anchors", action="store_true", help="run the anchors in the same invocation")
     p.add_argument("--seconds", type=int, default=285, help="anchor training time per shape")
     p.add_argument("--steps", type=int, default=40, help="timed steps per shape (ours)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quality-minutes", type=float, default=60, help="anchor-quality training")
+    p.add_argument("--quality-pairs", nargs="+", default=["en-de"], help="e.g. en-de de-en")
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--out", default="runs/bench")
     p.add_argument("--json", default="runs/bench/harness.json")
@@ -369,6 +438,7 @@ def main() -> None:
         ("train", train_rows),
         ("translate", translate_rows),
         ("quality", quality_rows),
+        ("anchor-quality", anchor_quality_rows),
     ):
         if section in args.sections:
             rows += fn(args)
