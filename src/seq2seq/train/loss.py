@@ -59,20 +59,26 @@ class _OutputLayerNLL(torch.autograd.Function):
         for i in range(0, n, step):
             hc, tc = h[i : i + step], target[i : i + step]
             logits = (torch.addmm(b, hc, w.t()) if b is not None else hc @ w.t()).to(acc)
-            lse = torch.logsumexp(logits, dim=-1)
-            nll = lse - logits.gather(1, tc.unsqueeze(1)).squeeze(1)
+            logp = torch.log_softmax(logits, dim=1)  # one fused pass per row, in cache
+            rows = torch.arange(logp.size(0), device=logp.device)
+            nll = -logp[rows, tc]
             nll_sum += nll.sum()
             loss += (1.0 - eps) * nll.sum()
             if eps > 0:
-                loss += eps * (lse - logits.mean(dim=-1)).sum()
-            grad = logits.sub_(lse.unsqueeze(1)).exp_()  # softmax, in place
-            grad[torch.arange(grad.size(0), device=grad.device), tc] -= 1.0 - eps
-            if eps > 0:
-                grad.sub_(eps / vocab)
+                loss -= eps / vocab * logp.sum()
+            # d loss / d logits = softmax - (1 - eps) onehot - eps / V; the constant -eps / V is
+            # added after the loop as a rank-one term instead of a pass over every chunk
+            grad = logp.exp_()
+            grad[rows, tc] -= 1.0 - eps
             g = grad.to(dtype)
             grad_h[i : i + step] = g @ w
             grad_w += (g.t() @ hc).to(acc)
             grad_b += grad.sum(dim=0)
+        if eps > 0:
+            u = eps / vocab
+            grad_h -= (u * w.to(acc).sum(dim=0)).to(grad_h.dtype)
+            grad_w -= u * h.to(acc).sum(dim=0)
+            grad_b -= u * n
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.has_bias, ctx.weight_dtype = bias is not None, weight.dtype
         ctx.mark_non_differentiable(nll_sum)
