@@ -222,10 +222,13 @@ def beam_search(
         active = rows.numel()
         logits, state = model.decode_step(prev, state)
         logp = _log_probs(logits, processors, StepInfo(step, rows.repeat_interleave(k), hist))
-        vocab = logp.size(-1)
-        cand = (scores.unsqueeze(1) + logp).view(active, k * vocab)
-        top_s, top_i = cand.topk(min(2 * k, k * vocab), dim=1)  # (A, 2K)
-        beam, tok = top_i // vocab, top_i % vocab
+        # the 2K best continuations of a sentence are among the 2K best of each of its beams, so
+        # only (A*K, 2K) candidates are combined, never the (A, K*V) sum
+        n = min(2 * k, logp.size(-1))
+        row_s, row_tok = logp.topk(n, dim=1)  # (A*K, n)
+        cand = (scores.unsqueeze(1) + row_s).view(active, k * n)
+        top_s, top_i = cand.topk(min(2 * k, k * n), dim=1)  # (A, 2K)
+        beam, tok = top_i // n, row_tok.view(active, k * n).gather(1, top_i)
         src_row = torch.arange(active, device=device).unsqueeze(1) * k + beam  # (A, 2K)
         is_eos = tok == EOS_ID
         step_att = state.attention.float() if att is not None else None
