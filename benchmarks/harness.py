@@ -424,7 +424,9 @@ def main() -> None:
     )
     p.add_argument("--anchors", action="store_true", help="run the anchors in the same invocation")
     p.add_argument("--seconds", type=int, default=285, help="anchor training time per shape")
-    p.add_argument("--steps", type=int, default=40, help="timed steps per shape (ours)")
+    p.add_argument(
+        "--steps", type=int, default=100, help="timed steps per shape and precision (ours)"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quality-minutes", type=float, default=60, help="anchor-quality training")
     p.add_argument("--quality-pairs", nargs="+", default=["en-de"], help="e.g. en-de de-en")
