@@ -32,11 +32,13 @@ def measure(config: str, precision: str, args: argparse.Namespace) -> dict:
 
     from seq2seq.config import load
     from seq2seq.data.batching import bucket_batches
+    from seq2seq.runtime import tune_malloc
     from seq2seq.train.trainer import Trainer
 
     overrides = [*ANCHOR_SETTINGS, f"train.precision={precision}", f"train.threads={args.threads}"]
     if args.data_root:
         overrides += [f"data.train={args.data_root}/train", f"data.dev={args.data_root}/val"]
+    tune_malloc()  # as the seq2seq command does (SEQ2SEQ_DEFAULT_MALLOC=1: glibc's defaults)
     cfg = load(config, overrides + args.set)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(cfg, out, restart=True, show_progress=False)

@@ -30,8 +30,10 @@ from seq2seq.search import SearchOptions
 def _worker(model, precision, sentences, options, batch_size, threads, barrier, queue, rank):  # noqa: ANN001
     import torch
 
+    from seq2seq.runtime import tune_malloc
     from seq2seq.translator import load
 
+    tune_malloc()  # as the seq2seq command does (SEQ2SEQ_DEFAULT_MALLOC=1: glibc's defaults)
     torch.set_num_threads(threads)
     translator = load(model, quantize_to=None if precision == "float32" else "int8")
     translator.hypotheses(sentences[:batch_size], options, batch_size)  # warm-up

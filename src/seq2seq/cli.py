@@ -615,12 +615,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .data.corpus import CorpusError
+    from .runtime import tune_malloc
     from .train.checkpoint import CheckpointError
     from .train.rundir import RunDirError
     from .train.trainer import Interrupted, TrainingError
 
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    tune_malloc()
     try:
         return args.func(args)
     except Interrupted:
