@@ -235,6 +235,13 @@ def test_scripted_beam_without_length_normalization():
     assert _show(_scripted(3, alpha=0.0)) == [([B], 0.36), ([A, A], 0.33), ([A], 0.27)]
 
 
+def test_scripted_beam_wider_than_half_the_vocabulary():
+    # beam 5 on a vocabulary of 6: fewer than 2K candidates per step (dead ones fill the gap);
+    # every one of the four possible outputs is found, then the search ends
+    hyps = _scripted(5, alpha=0.0, n_best=5)
+    assert _show(hyps) == [([B], 0.36), ([A, A], 0.33), ([A], 0.27), ([B, B], 0.04)]
+
+
 def test_scripted_eos_that_wins_only_after_length_normalization():
     hyps = _scripted(3, alpha=1.0)
     assert _show(hyps) == [([A, A], 0.33), ([B], 0.36), ([A], 0.27)]

@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from .data.vocab import BOS_ID, EOS_ID
+from .data.vocab import BOS_ID, EOS_ID, PAD_ID
 from .processors import (
     LengthPenalty,
     LogitsProcessor,
@@ -207,29 +208,32 @@ def beam_search(
     batch, device = src.size(0), src.device
     src_lens = src_mask.sum(1).tolist()
     state = model.init_state(model.encode(src, src_mask))
-    state = state.select(torch.arange(batch, device=device).repeat_interleave(k))
+    # one row per sentence for the first step (its K beams would all be the same); K after it
+    width = 1
     rows = torch.arange(batch, device=device)  # sentence of each active beam group
-    scores = torch.full((batch, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # only the first beam is alive at the start
-    scores = scores.view(-1)
-    prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
-    hist = torch.empty(batch * k, 0, dtype=torch.long, device=device)
+    scores = torch.zeros(batch, device=device)
+    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
+    hist = torch.empty(batch, 0, dtype=torch.long, device=device)
     track_att = return_attention or coverage_beta != 0.0
-    att = src.new_zeros(batch * k, 0, src.size(1), dtype=torch.float) if track_att else None
+    att = src.new_zeros(batch, 0, src.size(1), dtype=torch.float) if track_att else None
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     step = 0
     while rows.numel():
         active = rows.numel()
         logits, state = model.decode_step(prev, state)
-        logp = _log_probs(logits, processors, StepInfo(step, rows.repeat_interleave(k), hist))
+        logp = _log_probs(logits, processors, StepInfo(step, rows.repeat_interleave(width), hist))
         # the 2K best continuations of a sentence are among the 2K best of each of its beams, so
-        # only (A*K, 2K) candidates are combined, never the (A, K*V) sum
+        # only (A*width, 2K) candidates are combined, never the (A, K*V) sum
         n = min(2 * k, logp.size(-1))
-        row_s, row_tok = logp.topk(n, dim=1)  # (A*K, n)
-        cand = (scores.unsqueeze(1) + row_s).view(active, k * n)
-        top_s, top_i = cand.topk(min(2 * k, k * n), dim=1)  # (A, 2K)
-        beam, tok = top_i // n, row_tok.view(active, k * n).gather(1, top_i)
-        src_row = torch.arange(active, device=device).unsqueeze(1) * k + beam  # (A, 2K)
+        row_s, row_tok = logp.topk(n, dim=1)  # (A*width, n)
+        cand = (scores.unsqueeze(1) + row_s).view(active, width * n)
+        row_tok = row_tok.view(active, width * n)
+        if width * n < 2 * k:  # a vocabulary smaller than 2K: pad with dead candidates
+            cand = F.pad(cand, (0, 2 * k - width * n), value=float("-inf"))
+            row_tok = F.pad(row_tok, (0, 2 * k - width * n), value=PAD_ID)
+        top_s, top_i = cand.topk(2 * k, dim=1)  # (A, 2K)
+        beam, tok = (top_i // n).clamp(max=width - 1), row_tok.gather(1, top_i)
+        src_row = torch.arange(active, device=device).unsqueeze(1) * width + beam  # (A, 2K)
         is_eos = tok == EOS_ID
         step_att = state.attention.float() if att is not None else None
         for b, j in (is_eos[:, :k] & torch.isfinite(top_s[:, :k])).nonzero().tolist():
@@ -267,6 +271,7 @@ def beam_search(
         scores = next_scores[keep].view(-1)
         prev = next_tok[keep].view(-1)
         rows = rows[keep]
+        width = k
         step += 1
     return [sorted(f, key=lambda h: h.score, reverse=True)[:n_best] for f in finished]
 
