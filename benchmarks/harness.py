@@ -344,7 +344,9 @@ def anchor_quality_rows(args: argparse.Namespace) -> list[dict]:
     }
     rows = []
     for pair in args.quality_pairs:
-        s, t = pair.split("-")
+        s, _, t = pair.partition("-")
+        if s not in ("en", "de") or t not in ("en", "de") or s == t:
+            raise SystemExit(f"--quality-pairs: expected en-de or de-en, got {pair!r}")
         name = f"onmt_recipe_{s}_{t}"
         run = WORK / "runs" / name
         config = WORK / "runs" / f"{name}.yaml"
@@ -360,10 +362,14 @@ def anchor_quality_rows(args: argparse.Namespace) -> list[dict]:
                      str(VENV / "bin" / "onmt_train"), "-config", str(config)],
                     cwd=WORK, env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
                 )  # fmt: skip
-            seconds.write_text(str(round(time.time() - start)))
+            elapsed = round(time.time() - start)
+        else:
+            elapsed = None
         ckpts = sorted(run.glob("model_step_*.pt"), key=lambda p: int(p.stem.split("_")[-1]))
         if not ckpts:
             raise SystemExit(f"{name}: OpenNMT-py left no checkpoint; see {WORK}/logs/{name}.log")
+        if elapsed is not None:  # only a run that left checkpoints counts as trained
+            seconds.write_text(str(elapsed))
         avg = run / "averaged.pt"
         if not avg.exists():
             sh([str(VENV / "bin" / "onmt_average_models"), "-models", *map(str, ckpts[-5:]),

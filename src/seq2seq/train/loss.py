@@ -4,7 +4,7 @@ Training uses :func:`output_layer_nll`: the output projection and the loss run t
 chunks of rows, so the (tokens x vocabulary) logits never exist as a whole and the gradients of the
 projection are formed chunk by chunk in the forward pass (the loss is a scalar, so its backward
 pass only scales them). Every large buffer stays small enough for the allocator to reuse instead
-of mapping fresh, zero-filled pages, and the log-softmax tensor and its backward pass disappear:
+of mapping fresh, zero-filled pages, and the full log-softmax tensor and its backward pass go:
 on the Multi30k reference shapes that was ~30% of a CPU training step (benchmarks/train_speed.py,
 docs/benchmarks.md). :func:`label_smoothed_nll` is the plain form, for logits that exist anyway.
 """
