@@ -295,6 +295,11 @@ def test_ensemble_and_quantized_translation(trained):
     assert len(_translate(run, "--quantize", "int8").splitlines()) == 3
 
 
+def test_compiled_translation_matches_eager(trained):
+    _, _, run = trained  # an RNN with attention: compile_decoding is not Transformer-only
+    assert _translate(run, "--compile") == _translate(run)
+
+
 def test_ensemble_refuses_different_vocabularies(trained, tmp_path, capsys):
     work, _, run = trained
     other = tmp_path / "data"

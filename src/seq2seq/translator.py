@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from . import config as config_mod
 from .build import build_model
+from .compiled import compile_decoding
 from .data.batching import ParallelData, bucket_batches
 from .data.prepare import Vocabularies
 from .data.tokenize import Tokenizer
@@ -97,9 +98,12 @@ class Translator:
         path: str | Path | Sequence[str | Path],
         device: torch.device | str = "cpu",
         quantize_to: str | None = None,
+        compile: bool = False,
     ) -> Translator:
         """From a checkpoint file or run directory (its best.pt, else last.pt), or several of
-        them: an ensemble, which needs identical vocabularies and tokenizers."""
+        them: an ensemble, which needs identical vocabularies and tokenizers. ``quantize_to``:
+        ``"int8"`` for CPU dynamic quantization; ``compile``: encoder and decoder step through
+        ``torch.compile`` with frozen weights (:func:`seq2seq.compiled.compile_decoding`)."""
         paths = [path] if isinstance(path, (str, Path)) else list(path)
         if not paths:
             raise ValueError("no checkpoint given")
@@ -122,6 +126,8 @@ class Translator:
         model = models[0] if len(models) == 1 else Ensemble(models)
         if quantize_to is not None:
             model = quantize(model, quantize_to)
+        if compile:
+            model = compile_decoding(model.to(device))
         _, vocabs, tokenizers = first
         v = Vocabularies.from_state({"vocabs": vocabs, "tokenizers": tokenizers})
         return cls(
@@ -293,7 +299,9 @@ def load(
     path: str | Path | Sequence[str | Path],
     device: torch.device | str = "cpu",
     quantize_to: str | None = None,
+    compile: bool = False,
 ) -> Translator:
     """``seq2seq.load("runs/dates").translate(["March 3, 2017"])``; several paths: an ensemble;
-    ``quantize_to="int8"``: CPU dynamic quantization."""
-    return Translator.from_checkpoint(path, device, quantize_to)
+    ``quantize_to="int8"``: CPU dynamic quantization; ``compile``: decoding through
+    ``torch.compile`` (:mod:`seq2seq.compiled`)."""
+    return Translator.from_checkpoint(path, device, quantize_to, compile)

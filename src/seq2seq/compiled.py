@@ -1,0 +1,55 @@
+"""Compiled decoding: a model's ``encode``, ``init_state`` and ``decode_step`` through TorchInductor.
+
+Eager PyTorch runs a Transformer decoder step as some twenty separate kernels per layer, each over a
+freshly allocated buffer, and multiplies by weights it re-reads in their stored layout. Compiled
+with ``torch.compile`` and inductor's *freezing* (parameters become constants of the graph), the
+linear layers run on weights prepacked once for the CPU's matrix kernels (oneDNN) and the pointwise
+work around them (bias, residual sums, LayerNorm, ReLU) is fused into generated C++ loops. Shapes
+are compiled as dynamic (the number of rows shrinks as sentences finish, the key/value cache grows
+by one position per step), so a handful of graphs serve a whole file; the first batches pay for the
+compilation (tens of seconds on two cores), every later one runs the compiled code.
+
+Freezing bakes the weights in: a compiled model is for decoding only, and must be compiled again
+after its weights change. The search itself (top-k, beam bookkeeping) stays in eager Python, so the
+results are those of the eager model up to floating-point rounding.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _frozen(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` compiled with dynamic shapes; every call (so every compilation it triggers) runs with
+    inductor's freezing on, without changing the process-wide setting for other compiled code."""
+    compiled = torch.compile(fn, dynamic=True)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(freezing=True):
+            return compiled(*args, **kwargs)
+
+    return call
+
+
+def compile_decoding(model: nn.Module) -> nn.Module:
+    """Compiles ``model.encode``, ``model.init_state`` and ``model.decode_step`` in place and returns the model, in eval
+    mode. Works for any model of the decode contract (an ensemble too); needs a C++ compiler on
+    CPU, as ``torch.compile`` does."""
+    if not (hasattr(model, "encode") and hasattr(model, "decode_step")):
+        raise ValueError(f"{type(model).__name__} has no encode/decode_step to compile")
+    if getattr(model, "_seq2seq_compiled", False):
+        return model
+    model.eval()
+    model.encode = _frozen(model.encode)
+    model.init_state = _frozen(model.init_state)
+    model.decode_step = _frozen(model.decode_step)
+    model._seq2seq_compiled = True
+    return model
