@@ -10,10 +10,11 @@ Sections (``--sections``, default all three):
              --anchors, ../shared/bench/anchors/train.sh onmt_rnn / onmt_transformer for
              --seconds each, parsed by its summarize.py.
   translate  benchmarks/translate_speed.py on test_2016_flickr, batch 32, at most 100 output
-             tokens (the anchors' rule), beam 5 and greedy, float32 and int8, one process with 2
-             threads and 2 processes with 1 thread. The model is the reference Transformer trained
-             for --seconds with the anchors' settings (runs/bench/transformer_<S>s, trained once;
-             like for like with the anchors' model of the same age), plus the recipe model
+             tokens (the anchors' rule), beam 5 and greedy, float32 and int8, eager and compiled
+             (--engines), one process with 2 threads and 2 processes with 1 thread. The model
+             is the reference Transformer trained for --seconds with the anchors' settings
+             (runs/bench/transformer_<S>s, trained once; like for like with the anchors' model
+             of the same age), plus the recipe model
              runs/recipes/multi30k_en_de_transformer if it exists. With --anchors:
              translate.sh onmt and ct2, and CTranslate2 in both thread layouts.
   quality    BLEU/chrF (or ROUGE) and training wall time of every finished recipe run under
@@ -48,8 +49,14 @@ SHAPES = {
 
 
 def sh(cmd: list[str], **kw) -> str:  # noqa: ANN003
+    """Runs ``cmd`` and returns its standard output; on failure, its standard error is shown
+    before the error is raised."""
     print("+ " + " ".join(map(str, cmd)), file=sys.stderr, flush=True)
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+    done = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if done.returncode:
+        sys.stderr.write(done.stderr[-4000:])
+        raise subprocess.CalledProcessError(done.returncode, cmd, done.stdout, done.stderr)
+    return done.stdout
 
 
 def anchors_ready() -> None:
@@ -218,6 +225,8 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                 "100",
                 "--max-len-ratio",
                 "0",
+                "--engines",
+                *args.engines,
                 "--json",
                 str(out),
             ]
@@ -228,7 +237,7 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                     "section": "translate",
                     "toolkit": "seq2seq",
                     "model": label,
-                    "setting": f"beam {r['beam']}, {r['precision']}, {r['layout']}",
+                    "setting": f"beam {r['beam']}, {r['precision']}, {r['engine']}, {r['layout']}",
                     **{k: r.get(k) for k in TRANSLATE_KEYS},
                 }
             )
@@ -434,6 +443,13 @@ def main() -> None:
         "--steps", type=int, default=100, help="timed steps per shape and precision (ours)"
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--engines",
+        nargs="+",
+        default=["eager", "compiled"],
+        choices=["eager", "compiled"],
+        help="our translation engines (translate_speed.py --engines)",
+    )
     p.add_argument("--quality-minutes", type=float, default=60, help="anchor-quality training")
     p.add_argument("--quality-pairs", nargs="+", default=["en-de"], help="e.g. en-de de-en")
     p.add_argument("--data", default="../shared/data")

@@ -100,7 +100,7 @@ def main() -> None:
             cmd += [f"--set={s}" for s in args.set]
             if args.data_root:
                 cmd += ["--data-root", args.data_root]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), file=sys.stderr)
     header = [

@@ -1,5 +1,6 @@
 """Translation speed and quality: float32 against int8 dynamic quantization, beam against greedy,
-one process with T threads against W worker processes with one thread each.
+one process with T threads against W worker processes with one thread each, eager PyTorch against
+the compiled decoder (``--engines eager compiled``).
 
 For each MODEL:SRC:REF triple, translates SRC (first --limit lines) and prints a table of
 sentences/s, target tokens/s, BLEU and exact match per (precision, beam, layout). Timing starts
@@ -27,7 +28,9 @@ from seq2seq.data.corpus import read_parallel
 from seq2seq.search import SearchOptions
 
 
-def _worker(model, precision, sentences, options, batch_size, threads, barrier, queue, rank):  # noqa: ANN001
+def _worker(
+    model, precision, engine, sentences, options, batch_size, threads, barrier, queue, rank
+):  # noqa: ANN001
     import torch
 
     from seq2seq.runtime import tune_malloc
@@ -35,8 +38,12 @@ def _worker(model, precision, sentences, options, batch_size, threads, barrier, 
 
     tune_malloc()  # as the seq2seq command does (SEQ2SEQ_DEFAULT_MALLOC=1: glibc's defaults)
     torch.set_num_threads(threads)
-    translator = load(model, quantize_to=None if precision == "float32" else "int8")
-    translator.hypotheses(sentences[:batch_size], options, batch_size)  # warm-up
+    translator = load(
+        model,
+        quantize_to=None if precision == "float32" else "int8",
+        compile=engine == "compiled",
+    )
+    translator.hypotheses(sentences[:batch_size], options, batch_size)  # warm-up (and compile)
     barrier.wait()
     start = time.time()
     nbest = translator.hypotheses(sentences, options, batch_size)
@@ -46,7 +53,7 @@ def _worker(model, precision, sentences, options, batch_size, threads, barrier, 
     queue.put((rank, start, end, hyps, tokens))
 
 
-def timed(model, precision, sources, options, batch_size, workers, threads):  # noqa: ANN001
+def timed(model, precision, engine, sources, options, batch_size, workers, threads):  # noqa: ANN001
     """(seconds, hypotheses in input order, output tokens incl. <eos>) with ``workers`` processes
     of ``threads`` threads; the sources are dealt by length so each worker gets a similar load."""
     ctx = mp.get_context("spawn")
@@ -59,6 +66,7 @@ def timed(model, precision, sources, options, batch_size, workers, threads):  # 
             args=(
                 model,
                 precision,
+                engine,
                 [sources[i] for i in shard],
                 options,
                 batch_size,
@@ -92,13 +100,20 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
     rows, floats = [], {}
     for beam in args.beam_sizes:
         options = SearchOptions(beam_size=beam, max_len=args.max_len, max_len_ratio=ratio)
-        for precision in args.precisions:
+        for precision, engine in [(p, e) for e in args.engines for p in args.precisions]:
             for layout in args.layouts:
                 workers, threads = (int(x) for x in layout.split("x"))
                 best = None
                 for _ in range(args.repeat):
                     seconds, hyps, tokens = timed(
-                        model, precision, sources, options, args.batch_size, workers, threads
+                        model,
+                        precision,
+                        engine,
+                        sources,
+                        options,
+                        args.batch_size,
+                        workers,
+                        threads,
                     )
                     best = seconds if best is None else min(best, seconds)
                 row = {
@@ -106,6 +121,7 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
                     "data": src,
                     "beam": beam,
                     "precision": precision,
+                    "engine": engine,
                     "layout": f"{workers} x {threads} thread" + ("s" if threads > 1 else ""),
                     "sentences": len(sources),
                     "seconds": round(best, 3),
@@ -116,7 +132,7 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
                     "chrf": round(metrics.chrf(hyps, refs)[0], 2),
                     "exact_match": round(metrics.exact_match(hyps, refs), 4),
                 }
-                if precision == "float32":
+                if precision == "float32" and engine == "eager":
                     floats.setdefault(beam, hyps)
                 elif beam in floats:
                     same = sum(a == b for a, b in zip(floats[beam], hyps)) / len(sources)
@@ -130,6 +146,7 @@ COLUMNS = [
     "model",
     "beam",
     "precision",
+    "engine",
     "layout",
     "sent_per_s",
     "tok_per_s",
@@ -147,6 +164,14 @@ def main() -> None:
     p.add_argument("sets", nargs="+", metavar="MODEL:SRC:REF")
     p.add_argument("--beam-sizes", type=int, nargs="+", default=[5])
     p.add_argument("--precisions", nargs="+", default=["float32", "int8"])
+    p.add_argument(
+        "--engines",
+        nargs="+",
+        default=["eager"],
+        choices=["eager", "compiled"],
+        help="compiled: encoder and decoder step through torch.compile (seq2seq.compiled); "
+        "compilation happens in the untimed warm-up",
+    )
     p.add_argument("--layouts", nargs="+", default=["1x2"], help="WORKERSxTHREADS, e.g. 1x2 2x1")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-len", type=int, default=512)
