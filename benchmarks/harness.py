@@ -10,11 +10,11 @@ Sections (``--sections``, default all three):
              --anchors, ../shared/bench/anchors/train.sh onmt_rnn / onmt_transformer for
              --seconds each, parsed by its summarize.py.
   translate  benchmarks/translate_speed.py on test_2016_flickr, batch 32, at most 100 output
-             tokens (the anchors' rule), beam 5 and greedy, float32 and int8, eager and compiled
-             (--engines), one process with 2 threads and 2 processes with 1 thread. The model
-             is the reference Transformer trained for --seconds with the anchors' settings
-             (runs/bench/transformer_<S>s, trained once; like for like with the anchors' model
-             of the same age), plus the recipe model
+             tokens (the anchors' rule), beam 5 and greedy (--beam-sizes), float32 and int8,
+             eager and compiled (--engines), one process with 2 threads and 2 processes with 1
+             thread. The model is the reference Transformer trained for --seconds with the
+             anchors' settings (runs/bench/transformer_<S>s, trained once; like for like with the
+             anchors' model of the same age), plus the recipe model
              runs/recipes/multi30k_en_de_transformer if it exists. With --anchors:
              translate.sh onmt and ct2, and CTranslate2 in both thread layouts.
   quality    BLEU/chrF (or ROUGE) and training wall time of every finished recipe run under
@@ -216,8 +216,7 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                 str(HERE / "translate_speed.py"),
                 f"{model}:{src}:{ref}",
                 "--beam-sizes",
-                "5",
-                "1",
+                *map(str, args.beam_sizes),
                 "--layouts",
                 "1x2",
                 "2x1",
@@ -443,6 +442,7 @@ def main() -> None:
         "--steps", type=int, default=100, help="timed steps per shape and precision (ours)"
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--beam-sizes", type=int, nargs="+", default=[5, 1], help="our translation rows")
     p.add_argument(
         "--engines",
         nargs="+",
