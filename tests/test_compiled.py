@@ -3,10 +3,12 @@
 import pytest
 import torch
 from torch._dynamo.utils import counters
+from torch._inductor.utils import run_and_get_code
 
 from seq2seq.compiled import compile_decoding
 from seq2seq.data.batching import make_batch
 from seq2seq.processors import constraints
+from seq2seq.quantize import Int8Linear, quantize
 from seq2seq.search import beam_search
 
 from .conftest import tiny_transformer
@@ -34,3 +36,32 @@ def test_compiled_beam_search_equals_eager():
 def test_compile_needs_the_decode_contract():
     with pytest.raises(ValueError, match="Linear has no encode/decode_step to compile"):
         compile_decoding(torch.nn.Linear(2, 2))
+
+
+def test_int8_linear_approximates_the_float_layer():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 48)
+    q = Int8Linear(linear)
+    x = torch.randn(3, 5, 64)
+    want, got = linear(x), q(x)
+    assert got.shape == want.shape
+    assert (got - want).abs().max() < 0.02 * want.abs().max()
+    assert q.weight_t.dtype == torch.int8
+
+
+def test_compiled_int8_decoding_matches_its_eager_form():
+    """The int8 form for compilation (seq2seq.quantize, compiled=True) runs int8 products inside
+    the compiled graph: same searches as the eager int8 modules, up to rounding."""
+    model = tiny_transformer("pre", seed=11).eval()
+    eager = quantize(model, "int8", compiled=True)
+    assert sum(isinstance(m, Int8Linear) for m in eager.modules()) > 10
+    compiled = compile_decoding(quantize(model, "int8", compiled=True))
+    b = make_batch(SRCS, None, list(range(len(SRCS))))
+    limit = constraints(b.src_mask.sum(1))
+    want = beam_search(eager, b.src, b.src_mask, limit, beam_size=4)
+    got, code = run_and_get_code(beam_search, compiled, b.src, b.src_mask, limit, beam_size=4)
+    code = "".join(code)
+    assert "aten._int_mm" in code  # int8 products in the compiled graph,
+    assert "qlinear" not in code  # not rewritten to oneDNN's slow signed-int8 linear
+    assert [n[0].tokens for n in got] == [n[0].tokens for n in want]
+    assert [n[0].score for n in got] == pytest.approx([n[0].score for n in want], abs=1e-3)

@@ -1,24 +1,81 @@
 """Post-training quantization for CPU inference, behind one function so the backend can change.
 
-``int8``: dynamic quantization of Linear and LSTM/GRU weights to int8 with activations quantized on
-the fly (``torch.ao.quantization.quantize_dynamic``). ``torch.ao.quantization`` is deprecated in
-favour of torchao, but on our 2-core CPU it measured ~300 GOP/s against ~98 for torchao's eager
-int8 path (see ../shared/bench/anchors/README.md), so it stays until a replacement is faster.
+``int8``, eager: dynamic quantization of Linear and LSTM/GRU weights to int8 with activations
+quantized on the fly (``torch.ao.quantization.quantize_dynamic``). ``torch.ao.quantization`` is
+deprecated in favour of torchao, but on our 2-core CPU it measured ~300 GOP/s against ~98 for
+torchao's eager int8 path (see ../shared/bench/anchors/README.md), so it stays until a replacement
+is faster.
+
+``int8``, for compiled decoding (``compiled=True``, used with :mod:`seq2seq.compiled`): every
+Linear becomes an :class:`Int8Linear`, whose int8 product (``torch._int_mm``) the compiled graph
+calls with the activation quantization and the rescaling around it fused into generated code. Quantized modules of ``quantize_dynamic`` cannot be compiled (they
+hold opaque packed weights), hence the second form.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 KINDS = ("int8",)
 
 
-def quantize(model: nn.Module, kind: str) -> nn.Module:
-    """A quantized copy of ``model`` for CPU inference (the original is left unchanged)."""
+class Int8Linear(nn.Module):
+    """A Linear with int8 weights (symmetric, one scale per output feature) whose input is
+    quantized row by row on the fly (symmetric int8, one scale per row), multiplied in int32 by
+    ``torch._int_mm`` and scaled back to float32, bias added in float32.
+
+    Compiled (:func:`seq2seq.compiled.compile_decoding`), the quantization of the input and the
+    rescaling of the output fuse into the loops around the int8 product; eager it is correct but
+    slower than ``quantize_dynamic``'s modules, so it is meant for compiled decoding.
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        w = linear.weight.detach().float()  # (out, in)
+        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight_t", q.t().contiguous())  # (in, out), as _int_mm takes it
+        self.register_buffer("weight_scale", scale)
+        bias = None if linear.bias is None else linear.bias.detach().float().clone()
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        rows = x.reshape(-1, self.in_features).float()
+        row_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0  # (N, 1)
+        q = (rows / row_scale).round().clamp(-127, 127).to(torch.int8)
+        # both scales in one factor: inductor then keeps aten._int_mm (fast here) rather than
+        # rewriting the product to oneDNN's signed-int8 linear, which this CPU runs ~100x slower
+        y = torch._int_mm(q, self.weight_t).to(torch.float32) * (row_scale * self.weight_scale)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+def _int8_linears(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every nn.Linear replaced by an :class:`Int8Linear`."""
+    model = copy.deepcopy(model)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                setattr(parent, name, Int8Linear(child))
+    return model
+
+
+def quantize(model: nn.Module, kind: str, compiled: bool = False) -> nn.Module:
+    """A quantized copy of ``model`` for CPU inference (the original is left unchanged);
+    ``compiled``: the form that :func:`seq2seq.compiled.compile_decoding` lowers to int8 kernels."""
     match kind:
+        case "int8" if compiled:
+            return _int8_linears(model)
         case "int8":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)

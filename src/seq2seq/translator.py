@@ -125,7 +125,7 @@ class Translator:
             models.append(model.eval())
         model = models[0] if len(models) == 1 else Ensemble(models)
         if quantize_to is not None:
-            model = quantize(model, quantize_to)
+            model = quantize(model, quantize_to, compiled=compile)
         if compile:
             model = compile_decoding(model.to(device))
         _, vocabs, tokenizers = first
