@@ -1,0 +1,83 @@
+"""One linear layer, the shapes of a beam-5 decoder step (160 rows = 32 sentences x 5 beams):
+float32 eager and compiled, ``quantize_dynamic``'s int8 (fbgemm) and ``seq2seq.quantize``'s
+``Int8Linear`` eager and compiled, in GFLOP/s (GOP/s for int8) on --threads threads. Run from the
+repository root:
+
+    python benchmarks/int8_linear.py --threads 1
+
+``--naive`` also times the first form of ``Int8Linear`` (``x_int * x_scale * w_scale``), which
+inductor's freezing pass rewrites to oneDNN's signed-int8 linear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import torch
+from torch import Tensor, nn
+
+from seq2seq.quantize import Int8Linear
+
+
+class NaiveInt8Linear(Int8Linear):
+    """Int8Linear with the two scales applied one after the other (the pattern inductor rewrites)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        rows = x.reshape(-1, self.in_features)
+        scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
+        q = (rows / scale).round().clamp(-127, 127).to(torch.int8)
+        y = torch._int_mm(q, self.weight_t).to(torch.float32) * scale * self.weight_scale
+        return (y + self.bias).reshape(*x.shape[:-1], self.out_features)
+
+
+def per_call(fn, x: Tensor, seconds: float) -> float:  # noqa: ANN001
+    for _ in range(3):
+        fn(x)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn(x)
+        n += 1
+    return (time.perf_counter() - start) / n
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rows", type=int, default=160)
+    p.add_argument("--seconds", type=float, default=1.0, help="timing per cell")
+    p.add_argument("--naive", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    import torch._inductor.config as inductor_config
+
+    shapes = [(256, 256), (256, 1024), (1024, 256), (256, 7795)]
+    kinds = ["float32", "float32 compiled", "quantize_dynamic int8", "Int8Linear eager"]
+    kinds += ["Int8Linear compiled"] + (["naive Int8Linear compiled"] if args.naive else [])
+    print(f"# {args.rows} rows, {args.threads} thread(s), torch {torch.__version__}")
+    print("| in x out | " + " | ".join(kinds) + " |")
+    print("|---|" + "---:|" * len(kinds))
+    with torch.inference_mode(), inductor_config.patch(freezing=True), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for k, n in shapes:
+            torch.manual_seed(0)
+            linear = nn.Linear(k, n).eval()
+            x = torch.randn(args.rows, k)
+            fns = {
+                "float32": linear,
+                "float32 compiled": torch.compile(linear, dynamic=True),
+                "quantize_dynamic int8": torch.ao.quantization.quantize_dynamic(
+                    nn.Sequential(linear), {nn.Linear}, dtype=torch.qint8
+                ),
+                "Int8Linear eager": Int8Linear(linear),
+                "Int8Linear compiled": torch.compile(Int8Linear(linear), dynamic=True),
+                "naive Int8Linear compiled": torch.compile(NaiveInt8Linear(linear), dynamic=True),
+            }
+            flops = 2 * args.rows * k * n
+            cells = [f"{flops / per_call(fns[kind], x, args.seconds) / 1e9:.1f}" for kind in kinds]
+            print(f"| {k} x {n} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
