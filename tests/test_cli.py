@@ -1,6 +1,7 @@
 """End to end through the command line: generate a task, train briefly, translate, evaluate."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -295,6 +296,10 @@ def test_ensemble_and_quantized_translation(trained):
     assert len(_translate(run, "--quantize", "int8").splitlines()) == 3
 
 
+@pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None,
+    reason="torch.compile on CPU needs a C++ compiler",
+)
 def test_compiled_translation_matches_eager(trained):
     _, _, run = trained  # an RNN with attention: compile_decoding is not Transformer-only
     assert _translate(run, "--compile") == _translate(run)

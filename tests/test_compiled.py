@@ -1,5 +1,7 @@
 """Compiled decoding (torch.compile with frozen weights) gives the eager model's search results."""
 
+import shutil
+
 import pytest
 import torch
 from torch._dynamo.utils import counters
@@ -14,8 +16,13 @@ from seq2seq.search import beam_search
 from .conftest import tiny_transformer
 
 SRCS = [[4, 5, 6, 7, 8, 9, 10], [11, 12], [5, 12, 4], [9], [6, 6, 7, 8, 11]]
+needs_compiler = pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None,
+    reason="torch.compile on CPU needs a C++ compiler",
+)
 
 
+@needs_compiler
 def test_compiled_beam_search_equals_eager():
     counters.clear()
     eager = tiny_transformer("pre", seed=11).eval()
@@ -49,6 +56,7 @@ def test_int8_linear_approximates_the_float_layer():
     assert q.weight_t.dtype == torch.int8
 
 
+@needs_compiler
 def test_compiled_int8_decoding_matches_its_eager_form():
     """The int8 form for compilation (seq2seq.quantize, compiled=True) runs int8 products inside
     the compiled graph: same searches as the eager int8 modules, up to rounding."""
