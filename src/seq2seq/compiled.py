@@ -1,4 +1,4 @@
-"""Compiled decoding: a model's ``encode``, ``init_state`` and ``decode_step`` through TorchInductor.
+"""Compiled decoding: a model's ``encode``, ``init_state`` and ``decode_step`` through inductor.
 
 Eager PyTorch runs a Transformer decoder step as some twenty separate kernels per layer, each over a
 freshly allocated buffer, and multiplies by weights it re-reads in their stored layout. Compiled
@@ -40,10 +40,10 @@ def _frozen(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def compile_decoding(model: nn.Module) -> nn.Module:
-    """Compiles ``model.encode``, ``model.init_state`` and ``model.decode_step`` in place and returns the model, in eval
-    mode. Works for any model of the decode contract (an ensemble too); needs a C++ compiler on
-    CPU, as ``torch.compile`` does."""
-    if not (hasattr(model, "encode") and hasattr(model, "decode_step")):
+    """Compiles ``model.encode``, ``model.init_state`` and ``model.decode_step`` in place and
+    returns the model, in eval mode. Works for any model of the decode contract (an ensemble too);
+    needs a C++ compiler on CPU, as ``torch.compile`` does."""
+    if not all(hasattr(model, f) for f in ("encode", "init_state", "decode_step")):
         raise ValueError(f"{type(model).__name__} has no encode/decode_step to compile")
     if getattr(model, "_seq2seq_compiled", False):
         return model

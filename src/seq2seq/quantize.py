@@ -8,8 +8,9 @@ is faster.
 
 ``int8``, for compiled decoding (``compiled=True``, used with :mod:`seq2seq.compiled`): every
 Linear becomes an :class:`Int8Linear`, whose int8 product (``torch._int_mm``) the compiled graph
-calls with the activation quantization and the rescaling around it fused into generated code. Quantized modules of ``quantize_dynamic`` cannot be compiled (they
-hold opaque packed weights), hence the second form.
+calls with the activation quantization and the rescaling around it fused into generated code.
+Quantized modules of ``quantize_dynamic`` cannot be compiled (they hold opaque packed weights),
+hence the second form.
 """
 
 from __future__ import annotations
