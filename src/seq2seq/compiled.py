@@ -27,12 +27,12 @@ from torch import nn
 def _frozen(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` compiled with dynamic shapes; every call (so every compilation it triggers) runs with
     inductor's freezing on, without changing the process-wide setting for other compiled code."""
+    import torch._inductor.config as inductor_config  # here, not per call: decode_step is hot
+
     compiled = torch.compile(fn, dynamic=True)
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        import torch._inductor.config as inductor_config
-
         with inductor_config.patch(freezing=True):
             return compiled(*args, **kwargs)
 
