@@ -12,9 +12,11 @@ Sections (``--sections``, default all three):
   translate  benchmarks/translate_speed.py on test_2016_flickr, batch 32, at most 100 output
              tokens (the anchors' rule), beam 5 and greedy (--beam-sizes), float32 and int8,
              eager and compiled (--engines), one process with 2 threads and 2 processes with 1
-             thread. The model is the reference Transformer trained for --seconds with the
-             anchors' settings (runs/bench/transformer_<S>s, trained once; like for like with the
-             anchors' model of the same age), plus the recipe model
+             thread. Beam search ends a sentence when its best continuation ends, as the anchors
+             do (--stops early; full: when 5 hypotheses have ended, our default; --stops early
+             full gives both). The model is the reference Transformer trained for --seconds with
+             the anchors' settings (runs/bench/transformer_<S>s, trained once; like for like with
+             the anchors' model of the same age), plus the recipe model
              runs/recipes/multi30k_en_de_transformer if it exists. With --anchors:
              translate.sh onmt and ct2, and CTranslate2 in both thread layouts.
   quality    BLEU/chrF (or ROUGE) and training wall time of every finished recipe run under
@@ -208,7 +210,7 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
     if recipe.exists():
         models.append(("recipe Transformer (60 min)", str(recipe)))
     rows = []
-    for label, model in models:
+    for (label, model), stop in [(m, st) for m in models for st in args.stops]:
         out = Path(args.out) / "translate.json"
         sh(
             [
@@ -226,17 +228,20 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                 "0",
                 "--engines",
                 *args.engines,
+                *(["--early-stop"] if stop == "early" else []),
                 "--json",
                 str(out),
             ]
         )
         for r in json.loads(out.read_text()):
+            rule = ", early stop" if r["early_stop"] and r["beam"] > 1 else ""
             rows.append(
                 {
                     "section": "translate",
                     "toolkit": "seq2seq",
                     "model": label,
-                    "setting": f"beam {r['beam']}, {r['precision']}, {r['engine']}, {r['layout']}",
+                    "setting": f"beam {r['beam']}{rule}, {r['precision']}, {r['engine']}, "
+                    f"{r['layout']}",
                     **{k: r.get(k) for k in TRANSLATE_KEYS},
                 }
             )
@@ -449,6 +454,14 @@ def main() -> None:
         default=["eager", "compiled"],
         choices=["eager", "compiled"],
         help="our translation engines (translate_speed.py --engines)",
+    )
+    p.add_argument(
+        "--stops",
+        nargs="+",
+        default=["early"],
+        choices=["early", "full"],
+        help="our beam search's stopping rule: early = a sentence ends when its best continuation "
+        "ends (as onmt_translate and CTranslate2 decode); full = when beam-size hypotheses ended",
     )
     p.add_argument("--quality-minutes", type=float, default=60, help="anchor-quality training")
     p.add_argument("--quality-pairs", nargs="+", default=["en-de"], help="e.g. en-de de-en")

@@ -99,7 +99,9 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
     ratio = args.max_len_ratio if args.max_len_ratio > 0 else 1e9
     rows, floats = [], {}
     for beam in args.beam_sizes:
-        options = SearchOptions(beam_size=beam, max_len=args.max_len, max_len_ratio=ratio)
+        options = SearchOptions(
+            beam_size=beam, max_len=args.max_len, max_len_ratio=ratio, early_stop=args.early_stop
+        )
         for precision, engine in [(p, e) for e in args.engines for p in args.precisions]:
             for layout in args.layouts:
                 workers, threads = (int(x) for x in layout.split("x"))
@@ -120,6 +122,7 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
                     "model": model,
                     "data": src,
                     "beam": beam,
+                    "early_stop": args.early_stop,
                     "precision": precision,
                     "engine": engine,
                     "layout": f"{workers} x {threads} thread" + ("s" if threads > 1 else ""),
@@ -176,6 +179,11 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-len", type=int, default=512)
     p.add_argument("--max-len-ratio", type=float, default=2.0, help="0: no ratio cap")
+    p.add_argument(
+        "--early-stop",
+        action="store_true",
+        help="beam search ends a sentence when its best continuation ends (the anchors' rule)",
+    )
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument("--repeat", type=int, default=1, help="best of N timed runs")
     p.add_argument("--json", help="also write the rows to this file")
@@ -186,7 +194,8 @@ def main() -> None:
         rows.extend(run(model, src, ref, args))
     print(
         f"# {platform.processor() or platform.machine()}, batch {args.batch_size}, "
-        f"max_len {args.max_len}, max_len_ratio {args.max_len_ratio or 'none'}"
+        f"max_len {args.max_len}, max_len_ratio {args.max_len_ratio or 'none'}, "
+        f"early stop {'on' if args.early_stop else 'off'}"
     )
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))

@@ -237,11 +237,12 @@ def _translate(run, *args, stdin="abc\nxyz\nqq\n"):
 
 def test_n_best_lines_with_scores(trained):
     _, _, run = trained
-    out = _translate(run, "--beam-size", "4", "--n-best", "3").splitlines()
-    assert len(out) == 9  # 3 inputs x 3 hypotheses
-    for group in (out[0:3], out[3:6], out[6:9]):
-        scores = [float(line.split("\t")[1]) for line in group]
-        assert scores == sorted(scores, reverse=True)
+    for early in ([], ["--early-stop"]):  # early stop still waits for n-best hypotheses
+        out = _translate(run, "--beam-size", "4", "--n-best", "3", *early).splitlines()
+        assert len(out) == 9  # 3 inputs x 3 hypotheses
+        for group in (out[0:3], out[3:6], out[6:9]):
+            scores = [float(line.split("\t")[1]) for line in group]
+            assert scores == sorted(scores, reverse=True)
 
 
 def test_json_output_with_attention(trained):

@@ -216,12 +216,19 @@ TABLE = {
 }
 
 
-def _scripted(beam, alpha, n_best=3, **constraint_options):
+def _scripted(beam, alpha, n_best=3, early_stop=False, **constraint_options):
     src = torch.tensor([[7, EOS_ID]])
     mask = torch.ones_like(src, dtype=torch.bool)
     procs = constraints(mask.sum(1), **constraint_options)
     return beam_search(
-        ScriptedModel(TABLE), src, mask, procs, beam, n_best, length_normalization(alpha)
+        ScriptedModel(TABLE),
+        src,
+        mask,
+        procs,
+        beam,
+        n_best,
+        length_normalization(alpha),
+        early_stop=early_stop,
     )[0]
 
 
@@ -248,6 +255,32 @@ def test_scripted_eos_that_wins_only_after_length_normalization():
     assert [h.score for h in hyps] == pytest.approx(
         [math.log(0.33) / 3, math.log(0.36) / 2, math.log(0.27) / 2]
     )
+
+
+def test_scripted_early_stop_ends_when_the_best_continuation_ends():
+    # step 2's best continuation is B EOS (.36): with early stop the sentence ends there with
+    # B and A, and misses A A (.33), which would have won after length normalization
+    assert _show(_scripted(3, alpha=1.0, n_best=1, early_stop=True)) == [([B], 0.36)]
+    assert _show(_scripted(3, alpha=1.0, n_best=1)) == [([A, A], 0.33)]
+    # but not before n_best hypotheses have ended: 2 ended at step 2, so step 3 runs
+    hyps = _scripted(3, alpha=1.0, n_best=3, early_stop=True)
+    assert _show(hyps) == [([A, A], 0.33), ([B], 0.36), ([A], 0.27)]
+
+
+def test_chunked_topk_equals_topk():
+    from seq2seq.search import _topk
+
+    torch.manual_seed(0)
+    for width in (7795, 8000, 130, 64 * 21):
+        x = torch.randn(37, width)
+        x[3] = float("-inf")  # a row where only one token is allowed (at the length limit)
+        x[3, 5] = 0.0
+        x[4, 100:] = float("-inf")
+        x[5, -3:] = torch.tensor([10.0, 11.0, 12.0])  # the best ones in the partial last chunk
+        expected, got = x.topk(10, dim=1), _topk(x, 10)
+        assert torch.equal(got[0], expected.values)
+        finite = torch.isfinite(expected.values)  # ties among -inf may come in any order
+        assert torch.equal(got[1][finite], expected.indices[finite])
 
 
 def test_scripted_min_length_removes_short_outputs():

@@ -281,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="BETA",
             help="GNMT coverage penalty weight",
         )
+        g.add_argument(
+            "--early-stop",
+            action="store_true",
+            help="end a sentence when its best continuation ends, as OpenNMT-py and CTranslate2 do "
+            "(default: when beam-size hypotheses have ended)",
+        )
         g = sp.add_argument_group("sampling")
         g.add_argument("--sample", action="store_true", help="sample instead of searching")
         g.add_argument("--num-samples", type=int, default=1, help="samples per input")

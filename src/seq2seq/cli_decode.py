@@ -47,6 +47,7 @@ def _search_options(args: argparse.Namespace) -> SearchOptions:
         length_penalty=args.length_penalty,
         alpha=args.alpha,
         coverage_beta=args.coverage_penalty,
+        early_stop=args.early_stop,
         sample=args.sample,
         num_samples=args.num_samples,
         temperature=args.temperature,

@@ -48,8 +48,15 @@ def compile_decoding(model: nn.Module) -> nn.Module:
     if getattr(model, "_seq2seq_compiled", False):
         return model
     model.eval()
+    step = model.decode_step
+
+    def decode_log_probs(prev: Any, state: Any) -> tuple[torch.Tensor, Any]:
+        logits, state = step(prev, state)
+        return torch.log_softmax(logits.float(), dim=-1), state
+
     model.encode = _frozen(model.encode)
     model.init_state = _frozen(model.init_state)
-    model.decode_step = _frozen(model.decode_step)
+    model.decode_step = _frozen(step)
+    model.decode_log_probs = _frozen(decode_log_probs)  # what search calls: one fused graph
     model._seq2seq_compiled = True
     return model

@@ -109,14 +109,24 @@ def test_state_select_reorders_and_drops_rows(batch):
     _, state = model.decode_step(batch.tgt_in[:, 0], state)
     index = torch.tensor([2, 0])  # shorter than the batch: sentence 1 has left it
     picked = state.select(index)
-    torch.testing.assert_close(picked.self_keys[1], state.self_keys[1][index])
-    torch.testing.assert_close(picked.cross_values[0], state.cross_values[0][index])
+    # nothing is copied: only the row indices are, composed with the earlier selection
+    assert picked.self_keys[1] is state.self_keys[1]
+    assert picked.cross_values[0] is state.cross_values[0]
+    assert picked.source_rows.tolist() == [2, 0] and picked.cache_rows.tolist() == [2, 0]
     torch.testing.assert_close(picked.cross_attention, state.cross_attention[:, index])
     torch.testing.assert_close(picked.attention, state.attention[index])
-    logits_a, _ = model.decode_step(torch.tensor([5, 6]), picked)
-    logits_b, _ = model.decode_step(torch.tensor([6, 5, 5]), state)
+    logits_a, after_a = model.decode_step(torch.tensor([5, 6]), picked)
+    logits_b, after_b = model.decode_step(torch.tensor([6, 5, 5]), state)
     torch.testing.assert_close(logits_a[0], logits_b[2])
     torch.testing.assert_close(logits_a[1], logits_b[0])
+    # the step gathered the cache (and appended to it); selecting twice is selecting once
+    assert after_a.self_keys[0].shape[0] == 2 and after_a.cache_rows is None
+    torch.testing.assert_close(after_a.self_keys[0], after_b.self_keys[0][index])
+    twice = state.select(index).select(torch.tensor([1, 1, 0]))
+    once = state.select(torch.tensor([0, 0, 2]))
+    logits_twice, _ = model.decode_step(torch.tensor([7, 8, 9]), twice)
+    logits_once, _ = model.decode_step(torch.tensor([7, 8, 9]), once)
+    torch.testing.assert_close(logits_twice, logits_once)
 
 
 def test_explicit_weights_path_equals_sdpa():

@@ -17,6 +17,7 @@ head, (L, B, heads, S).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -92,6 +93,33 @@ class MultiHeadAttention(nn.Module):
         b, _, t, _ = context.shape
         out = self.out_proj(context.transpose(1, 2).reshape(b, t, -1))  # (B, T, D)
         return out, weights
+
+    def attend_one(
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        mask: Tensor | None = None,
+        rows: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """One query position per row, the decoding step's case: query (N, 1, D); keys, values
+        (M, h, S, d_k), row ``rows[n]`` of them for query n (``rows`` None: M == N); mask (N, 1, S)
+        True where a key may be attended. Returns (N, 1, D) and the weights (N, h, 1, S).
+
+        Written as broadcast products and sums rather than batched matrix products: compiled,
+        the row gather, both products and the softmax fuse into loops that never copy the keys
+        and values per row (beam search's rows share their sentence's), and even eager this beats
+        thousands of one-row matrix products."""
+        q = self._heads(self.q_proj(query))  # (N, h, 1, dk)
+        if rows is not None:
+            keys, values = keys[rows], values[rows]
+        scores = (q * keys).sum(-1) / math.sqrt(self.head_dim)  # (N, h, S)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = F.dropout(scores.softmax(dim=-1), self.dropout, self.training)
+        context = (weights.unsqueeze(-1) * values).sum(2)  # (N, h, dk)
+        out = self.out_proj(context.reshape(context.size(0), 1, -1))
+        return out, weights.unsqueeze(2)
 
 
 class FeedForward(nn.Module):
@@ -202,25 +230,38 @@ class DecoderLayer(_Sublayers):
         cross_values: Tensor,
         src_mask: Tensor,
         need_weights: bool = False,
+        cross_rows: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """x (B, T, D) at positions past..past+T-1; past_keys/values (B, h, past, d_k) (past must
         be 0 when T > 1: teacher forcing starts from an empty cache); cross_keys/values
-        (B, h, S, d_k); src_mask (B, 1, 1, S).
+        (M, h, S, d_k), row ``cross_rows[b]`` of them for row b (None: M == B); src_mask
+        (B, 1, 1, S).
 
         Returns x (B, T, D), the grown self-attention keys and values (B, h, past+T, d_k) and the
-        cross-attention weights (B, h, T, S) when ``need_weights``."""
-        if x.size(1) > 1 and past_keys.size(2):
+        cross-attention weights (B, h, T, S) when ``need_weights`` (always with one position)."""
+        one = x.size(1) == 1
+        if not one and past_keys.size(2):
             raise ValueError("several new positions need an empty self-attention cache")
         h = self._in(x, self.norm1)
         k, v = self.self_attn.keys_values(h)  # (B, h, T, dk)
         keys = torch.cat([past_keys, k], dim=2)
         values = torch.cat([past_values, v], dim=2)
-        # target padding is on the right, so the causal mask alone keeps real positions clean
-        a, _ = self.self_attn(h, keys, values, causal=x.size(1) > 1)
+        if one and torch.compiler.is_compiling():  # fuses; eager, SDPA is faster on long caches
+            a, _ = self.self_attn.attend_one(h, keys, values)
+        else:  # target padding is on the right: the causal mask alone keeps real positions clean
+            a, _ = self.self_attn(h, keys, values, causal=not one)
         x = self._out(x, a, self.norm1)
-        c, weights = self.cross_attn(
-            self._in(x, self.norm2), cross_keys, cross_values, src_mask, need_weights=need_weights
-        )
+        hc = self._in(x, self.norm2)
+        if one:
+            c, weights = self.cross_attn.attend_one(
+                hc, cross_keys, cross_values, src_mask[:, 0], cross_rows
+            )
+        else:
+            if cross_rows is not None:
+                cross_keys, cross_values = cross_keys[cross_rows], cross_values[cross_rows]
+            c, weights = self.cross_attn(
+                hc, cross_keys, cross_values, src_mask, need_weights=need_weights
+            )
         x = self._out(x, c, self.norm2)
         x = self._out(x, self.ff(self._in(x, self.norm3)), self.norm3)
         return x, keys, values, weights
@@ -272,12 +313,18 @@ class TransformerEncoder(nn.Module):
 
 @dataclass
 class TransformerDecoderState:
-    """The decoder's key/value cache, one entry per layer.
+    """The decoder's key/value cache, one entry per layer, for B rows.
 
-    self_keys, self_values: (B, heads, t, d_k) after t steps; cross_keys, cross_values:
-    (B, heads, S, d_k), computed once in ``init_state``; mask: (B, S) True at real source tokens;
-    step: positions decoded so far (the next position's index); attention: (B, S) last layer's
-    cross-attention of the last step, averaged over heads; cross_attention: (L, B, heads, S).
+    self_keys, self_values: (R, heads, t, d_k) after t steps, row ``cache_rows[b]`` of them for
+    row b (None: R == B); cross_keys, cross_values: (M, heads, S, d_k), computed once per sentence
+    in ``init_state`` and never copied, row ``source_rows[b]`` for row b (None: M == B); mask:
+    (M, S) True at real source tokens; step: positions decoded so far (the next position's index);
+    attention: (B, S) last layer's cross-attention of the last step, averaged over heads;
+    cross_attention: (L, B, heads, S).
+
+    ``select`` only composes the row indices: the self-attention cache is gathered by the next
+    step, in the same pass that appends to it, and the cross-attention keys and values are read
+    through ``source_rows`` (beam search's K rows of a sentence share them).
     """
 
     self_keys: tuple[Tensor, ...]
@@ -288,18 +335,17 @@ class TransformerDecoderState:
     step: int = 0
     attention: Tensor | None = None
     cross_attention: Tensor | None = None
+    source_rows: Tensor | None = None
+    cache_rows: Tensor | None = None
 
     def select(self, index: Tensor) -> TransformerDecoderState:
-        def rows(ts: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-            return tuple(t.index_select(0, index) for t in ts)
+        def compose(rows: Tensor | None) -> Tensor:
+            return index if rows is None else rows.index_select(0, index)
 
-        return TransformerDecoderState(
-            self_keys=rows(self.self_keys),
-            self_values=rows(self.self_values),
-            cross_keys=rows(self.cross_keys),
-            cross_values=rows(self.cross_values),
-            mask=self.mask.index_select(0, index),
-            step=self.step,
+        return dataclasses.replace(
+            self,
+            source_rows=compose(self.source_rows),
+            cache_rows=compose(self.cache_rows),
             attention=None if self.attention is None else self.attention.index_select(0, index),
             cross_attention=None
             if self.cross_attention is None
@@ -378,17 +424,22 @@ class TransformerDecoder(nn.Module):
         """tgt (B, T) at positions state.step.. -> top states (B, T, D), the grown cache and the
         cross-attention weights (B, h, T, S) of layers >= ``weights_from``."""
         x = self.embedding(tgt, start=state.step)  # (B, T, D)
-        mask = state.mask[:, None, None, :]  # (B, 1, 1, S)
+        rows, order = state.source_rows, state.cache_rows
+        mask = (state.mask if rows is None else state.mask[rows])[:, None, None, :]  # (B,1,1,S)
         keys, values, weights = [], [], []
         for i, layer in enumerate(self.layers):
+            past_k, past_v = state.self_keys[i], state.self_values[i]
+            if order is not None:
+                past_k, past_v = past_k[order], past_v[order]
             x, k, v, w = layer(
                 x,
-                state.self_keys[i],
-                state.self_values[i],
+                past_k,
+                past_v,
                 state.cross_keys[i],
                 state.cross_values[i],
                 mask,
                 need_weights=i >= weights_from,
+                cross_rows=rows,
             )
             keys.append(k)
             values.append(v)
@@ -401,6 +452,7 @@ class TransformerDecoder(nn.Module):
             cross_values=state.cross_values,
             mask=state.mask,
             step=state.step + tgt.size(1),
+            source_rows=rows,
         )
         return self.final_norm(x), new, weights
 
