@@ -254,6 +254,7 @@ def beam_search(
     track_att = return_attention or coverage_beta != 0.0
     att = src.new_zeros(batch, 0, src.size(1), dtype=torch.float) if track_att else None
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    n_finished = torch.zeros(batch, dtype=torch.long, device=device)  # len(finished[s]), on device
     step = 0
     while rows.numel():
         active = rows.numel()
@@ -273,9 +274,15 @@ def beam_search(
         src_row = torch.arange(active, device=device).unsqueeze(1) * width + beam  # (A, 2K)
         is_eos = tok == EOS_ID
         step_att = state.attention.float() if att is not None else None
-        for b, j in (is_eos[:, :k] & torch.isfinite(top_s[:, :k])).nonzero().tolist():
-            sid, r = int(rows[b]), int(src_row[b, j])
-            lp = float(top_s[b, j])
+        ends = is_eos[:, :k] & torch.isfinite(top_s[:, :k])  # (A, K) hypotheses finished now
+        ended = ends.nonzero().tolist()
+        if ended:
+            n_finished.index_add_(0, rows, ends.sum(1))
+            sids, srcs, lps = rows.tolist(), src_row.tolist(), top_s.tolist()
+            hists = hist.tolist()
+        for b, j in ended:
+            sid, r = sids[b], srcs[b][j]
+            lp = lps[b][j]
             a = (
                 _trim(torch.cat([att[r], step_att[r].unsqueeze(0)]), src_lens[sid])
                 if att is not None
@@ -285,7 +292,7 @@ def beam_search(
             if coverage_beta != 0.0:
                 score += coverage_penalty(a.sum(0), coverage_beta)
             finished[sid].append(
-                Hypothesis(hist[r].tolist(), lp, score, a if return_attention else None)
+                Hypothesis(hists[r], lp, score, a if return_attention else None)
             )
         # the first K candidates that do not end the sentence continue
         pos = torch.arange(top_s.size(1), device=device).expand_as(top_s)
@@ -295,11 +302,9 @@ def beam_search(
             tok.gather(1, sel),
             src_row.gather(1, sel),
         )
-        needed = [len(finished[int(s)]) for s in rows]
-        if early_stop:
-            top_done = is_eos[:, 0].tolist()
-            needed = [k if f >= n_best and t else f for f, t in zip(needed, top_done)]
-        done = torch.tensor([f >= k for f in needed], dtype=torch.bool, device=device)
+        done = n_finished[rows] >= k
+        if early_stop:  # the best continuation ended, and n_best hypotheses have
+            done |= is_eos[:, 0] & (n_finished[rows] >= n_best)
         done |= ~torch.isfinite(next_scores).any(dim=1)  # nothing left to extend
         keep = ~done
         flat = next_rows[keep].view(-1)
