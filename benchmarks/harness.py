@@ -229,6 +229,8 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                 "--engines",
                 *args.engines,
                 *(["--early-stop"] if stop == "early" else []),
+                "--repeat",
+                str(args.repeat),
                 "--json",
                 str(out),
             ]
@@ -251,10 +253,14 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
             sh(["bash", str(ANCHORS / "train.sh"), "onmt_transformer", str(args.seconds)])
         label = f"OpenNMT-py Transformer, {args.seconds} s"
         env = {**os.environ, "THREADS": str(args.threads)}
-        log = sh(["bash", str(ANCHORS / "translate.sh"), "onmt"], env=env)
-        m = re.search(r"Total translation time \(s\): ([\d.]+)", log)
+        times = []
+        for _ in range(args.repeat):  # best of --repeat, as for ours
+            log = sh(["bash", str(ANCHORS / "translate.sh"), "onmt"], env=env)
+            m = re.search(r"Total translation time \(s\): ([\d.]+)", log)
+            times += [float(m.group(1))] if m else []
         hyp = WORK / "runs" / "hyp" / "onmt.bpe.de"
-        if m:
+        if times:
+            seconds = min(times)
             b, c = bleu_of_bpe(hyp, ref)
             n = sum(len(line.split()) + 1 for line in hyp.read_text().splitlines())
             rows.append(
@@ -263,8 +269,8 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                     "toolkit": "onmt_translate 3.5.1",
                     "model": label,
                     "setting": f"beam 5, float32, 1 x {args.threads} threads",
-                    "sent_per_s": round(1000 / float(m.group(1)), 1),
-                    "tok_per_s": round(n / float(m.group(1)), 1),
+                    "sent_per_s": round(1000 / seconds, 1),
+                    "tok_per_s": round(n / seconds, 1),
                     "mean_out_tokens": round(n / 1000, 1),
                     "bleu": round(b, 2),
                     "chrf": round(c, 2),
@@ -275,19 +281,25 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
         for q in ("float32", "int8"):
             for inter, intra in ((2, 1), (1, 2)):
                 hyp = WORK / "runs" / "hyp" / f"ct2_{q}_{inter}x{intra}.bpe.de"
-                line = sh(
-                    [
-                        str(VENV / "bin" / "python"),
-                        str(ANCHORS / "ct2_translate.py"),
-                        str(WORK / "runs" / f"ct2_{q}"),
-                        str(bpe_src),
-                        str(hyp),
-                        str(inter),
-                        str(intra),
-                    ],
-                    env=env,
-                )
-                m = re.search(r"sent/s=([\d.]+) out_tok=(\d+) tok/s=([\d.]+)", line)
+                runs = [
+                    re.search(
+                        r"sent/s=([\d.]+) out_tok=(\d+) tok/s=([\d.]+)",
+                        sh(
+                            [
+                                str(VENV / "bin" / "python"),
+                                str(ANCHORS / "ct2_translate.py"),
+                                str(WORK / "runs" / f"ct2_{q}"),
+                                str(bpe_src),
+                                str(hyp),
+                                str(inter),
+                                str(intra),
+                            ],
+                            env=env,
+                        ),
+                    )
+                    for _ in range(args.repeat)
+                ]
+                m = max(runs, key=lambda r: float(r.group(1)))  # best of --repeat
                 b, c = bleu_of_bpe(hyp, ref)
                 rows.append(
                     {
@@ -462,6 +474,12 @@ def main() -> None:
         choices=["early", "full"],
         help="our beam search's stopping rule: early = a sentence ends when its best continuation "
         "ends (as onmt_translate and CTranslate2 decode); full = when beam-size hypotheses ended",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="translation timings: best of N runs, ours and the anchors' alike",
     )
     p.add_argument("--quality-minutes", type=float, default=60, help="anchor-quality training")
     p.add_argument("--quality-pairs", nargs="+", default=["en-de"], help="e.g. en-de de-en")

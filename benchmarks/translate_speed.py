@@ -29,7 +29,7 @@ from seq2seq.search import SearchOptions
 
 
 def _worker(
-    model, precision, engine, sentences, options, batch_size, threads, barrier, queue, rank
+    model, precision, engine, sentences, options, batch_size, threads, repeat, barrier, queue, rank
 ):  # noqa: ANN001
     import torch
 
@@ -44,18 +44,24 @@ def _worker(
         compile=engine == "compiled",
     )
     translator.hypotheses(sentences[:batch_size], options, batch_size)  # warm-up (and compile)
-    barrier.wait()
-    start = time.time()
-    nbest = translator.hypotheses(sentences, options, batch_size)
-    end = time.time()
+    spans = []
+    for _ in range(repeat):  # every worker starts each timed run together
+        barrier.wait()
+        start = time.time()
+        nbest = translator.hypotheses(sentences, options, batch_size)
+        spans.append((start, time.time()))
     hyps = [translator.detokenize(n[0].tokens) for n in nbest]
     tokens = sum(len(n[0].tokens) + 1 for n in nbest)
-    queue.put((rank, start, end, hyps, tokens))
+    queue.put((rank, spans, hyps, tokens))
 
 
-def timed(model, precision, engine, sources, options, batch_size, workers, threads):  # noqa: ANN001
+def timed(  # noqa: ANN001
+    model, precision, engine, sources, options, batch_size, workers, threads, repeat=1
+):
     """(seconds, hypotheses in input order, output tokens incl. <eos>) with ``workers`` processes
-    of ``threads`` threads; the sources are dealt by length so each worker gets a similar load."""
+    of ``threads`` threads; the sources are dealt by length so each worker gets a similar load.
+    With ``repeat``, the workers translate their shares that many times (loaded and compiled
+    once) and the fastest run counts."""
     ctx = mp.get_context("spawn")
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     shards = [order[r::workers] for r in range(workers)]
@@ -71,6 +77,7 @@ def timed(model, precision, engine, sources, options, batch_size, workers, threa
                 options,
                 batch_size,
                 threads,
+                repeat,
                 barrier,
                 queue,
                 r,
@@ -86,11 +93,13 @@ def timed(model, precision, engine, sources, options, batch_size, workers, threa
         if p.exitcode:
             raise RuntimeError(f"translation worker failed with exit code {p.exitcode}")
     hyps = [""] * len(sources)
-    for rank, _, _, shard_hyps, _ in results:
+    for rank, _, shard_hyps, _ in results:
         for i, h in zip(shards[rank], shard_hyps):
             hyps[i] = h
-    seconds = max(r[2] for r in results) - min(r[1] for r in results)
-    return seconds, hyps, sum(r[4] for r in results)
+    seconds = min(
+        max(r[1][k][1] for r in results) - min(r[1][k][0] for r in results) for k in range(repeat)
+    )
+    return seconds, hyps, sum(r[3] for r in results)
 
 
 def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
@@ -105,19 +114,17 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
         for precision, engine in [(p, e) for e in args.engines for p in args.precisions]:
             for layout in args.layouts:
                 workers, threads = (int(x) for x in layout.split("x"))
-                best = None
-                for _ in range(args.repeat):
-                    seconds, hyps, tokens = timed(
-                        model,
-                        precision,
-                        engine,
-                        sources,
-                        options,
-                        args.batch_size,
-                        workers,
-                        threads,
-                    )
-                    best = seconds if best is None else min(best, seconds)
+                best, hyps, tokens = timed(
+                    model,
+                    precision,
+                    engine,
+                    sources,
+                    options,
+                    args.batch_size,
+                    workers,
+                    threads,
+                    args.repeat,
+                )
                 row = {
                     "model": model,
                     "data": src,
@@ -185,7 +192,9 @@ def main() -> None:
         help="beam search ends a sentence when its best continuation ends (the anchors' rule)",
     )
     p.add_argument("--limit", type=int, default=1000)
-    p.add_argument("--repeat", type=int, default=1, help="best of N timed runs")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="best of N timed runs (models loaded once)"
+    )
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args()
     rows = []

@@ -58,7 +58,9 @@ def test_int8_linear_approximates_the_float_layer(kernel):
 
 
 def test_int8_linear_kernel_is_checked():
-    with pytest.raises(ValueError, match="unknown int8 kernel 'vnni'; expected one of int_mm, fbgemm"):
+    with pytest.raises(
+        ValueError, match="unknown int8 kernel 'vnni'; expected one of int_mm, fbgemm"
+    ):
         Int8Linear(torch.nn.Linear(4, 4), "vnni")
     assert default_kernel() in ("int_mm", "fbgemm")
 

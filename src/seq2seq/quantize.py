@@ -75,7 +75,9 @@ class Int8Linear(nn.Module):
         super().__init__()
         kernel = kernel or default_kernel()
         if kernel not in KERNELS:
-            raise ValueError(f"unknown int8 kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
+            raise ValueError(
+                f"unknown int8 kernel {kernel!r}; expected one of {', '.join(KERNELS)}"
+            )
         w = linear.weight.detach().float()  # (out, in)
         scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
         q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)

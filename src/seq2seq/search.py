@@ -291,9 +291,7 @@ def beam_search(
             score = length_penalty(lp, step + 1)
             if coverage_beta != 0.0:
                 score += coverage_penalty(a.sum(0), coverage_beta)
-            finished[sid].append(
-                Hypothesis(hists[r], lp, score, a if return_attention else None)
-            )
+            finished[sid].append(Hypothesis(hists[r], lp, score, a if return_attention else None))
         # the first K candidates that do not end the sentence continue
         pos = torch.arange(top_s.size(1), device=device).expand_as(top_s)
         sel = (pos + is_eos.long() * top_s.size(1)).argsort(dim=1)[:, :k]  # (A, K)
