@@ -16,7 +16,9 @@ Sections (``--sections``, default all three):
              do (--stops early; full: when 5 hypotheses have ended, our default; --stops early
              full gives both). The model is the reference Transformer trained for --seconds with
              the anchors' settings (runs/bench/transformer_<S>s, trained once; like for like with
-             the anchors' model of the same age), plus the recipe model
+             the anchors' model of the same age: compare the updates in the two labels, and give
+             OpenNMT-py the same number with --anchor-translate-steps where --seconds does not;
+             a younger model writes longer, repetitive outputs), plus the recipe model
              runs/recipes/multi30k_en_de_transformer if it exists. With --anchors:
              translate.sh onmt and ct2, and CTranslate2 in both thread layouts.
   quality    BLEU/chrF (or ROUGE) and training wall time of every finished recipe run under
@@ -205,7 +207,9 @@ def bleu_of_bpe(path: Path, ref: str) -> tuple[float, float]:
 def translate_rows(args: argparse.Namespace) -> list[dict]:
     m30k = f"{args.data}/multi30k"
     src, ref = f"{m30k}/test_2016_flickr.en", f"{m30k}/test_2016_flickr.de"
-    models = [(f"reference Transformer, {args.seconds} s", str(reference_model(args) / "last.pt"))]
+    run = reference_model(args)
+    updates = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]["step"]
+    models = [(f"reference Transformer, {args.seconds} s, {updates} updates", str(run / "last.pt"))]
     recipe = Path("runs/recipes/multi30k_en_de_transformer/averaged.pt")
     if recipe.exists():
         models.append(("recipe Transformer (60 min)", str(recipe)))
@@ -249,9 +253,22 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
             )
     if args.anchors:
         anchors_ready()
-        if not list((WORK / "runs" / "onmt_transformer").glob("model_step_*.pt")):
+        ckpts = list((WORK / "runs" / "onmt_transformer").glob("model_step_*.pt"))
+        if not ckpts and args.anchor_translate_steps:  # as train.sh runs it, but by updates
+            config = "configs/onmt_transformer.yaml"
+            steps = f"-train_steps {args.anchor_translate_steps}"
+            sh(
+                [
+                    "bash",
+                    "-c",
+                    f'. "{ANCHORS.resolve()}/env.sh"; $V/onmt_train -config {config} {steps}',
+                ]
+            )
+        elif not ckpts:
             sh(["bash", str(ANCHORS / "train.sh"), "onmt_transformer", str(args.seconds)])
-        label = f"OpenNMT-py Transformer, {args.seconds} s"
+        ckpts = list((WORK / "runs" / "onmt_transformer").glob("model_step_*.pt"))
+        step = max(int(c.stem.rsplit("_", 1)[1]) for c in ckpts)  # translate.sh takes the newest
+        label = f"OpenNMT-py Transformer, {step} updates"
         env = {**os.environ, "THREADS": str(args.threads)}
         times = []
         for _ in range(args.repeat):  # best of --repeat, as for ours
@@ -457,6 +474,13 @@ def main() -> None:
     p.add_argument("--seconds", type=int, default=285, help="anchor training time per shape")
     p.add_argument(
         "--steps", type=int, default=100, help="timed steps per shape and precision (ours)"
+    )
+    p.add_argument(
+        "--anchor-translate-steps",
+        type=int,
+        help="train the OpenNMT-py model that the translation rows decode for this many updates "
+        "instead of --seconds (OpenNMT-py spends ~40 s loading before its first update, so on a "
+        "slow machine it makes fewer updates than ours in the same time; both labels give them)",
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--beam-sizes", type=int, nargs="+", default=[5, 1], help="our translation rows")

@@ -1,7 +1,8 @@
 """One linear layer, the shapes of a beam-5 decoder step (160 rows = 32 sentences x 5 beams):
 float32 eager and compiled, ``quantize_dynamic``'s int8 (fbgemm) and ``seq2seq.quantize``'s
-``Int8Linear`` eager and compiled, in GFLOP/s (GOP/s for int8) on --threads threads. Run from the
-repository root:
+``Int8Linear`` eager and compiled with each of its two product kernels (``torch._int_mm``, fbgemm
+as a custom operator), in GFLOP/s (GOP/s for int8) on --threads threads. Prints the CPU capability
+torch detected (``torch._int_mm`` is fast only with AVX-512). Run from the repository root:
 
     python benchmarks/int8_linear.py --threads 1
 
@@ -53,9 +54,13 @@ def main() -> None:
     import torch._inductor.config as inductor_config
 
     shapes = [(256, 256), (256, 1024), (1024, 256), (256, 7795)]
-    kinds = ["float32", "float32 compiled", "quantize_dynamic int8", "Int8Linear eager"]
-    kinds += ["Int8Linear compiled"] + (["naive Int8Linear compiled"] if args.naive else [])
-    print(f"# {args.rows} rows, {args.threads} thread(s), torch {torch.__version__}")
+    kinds = ["float32", "float32 compiled", "quantize_dynamic int8", "Int8Linear eager (int_mm)"]
+    kinds += ["Int8Linear compiled (int_mm)", "Int8Linear compiled (fbgemm)"]
+    kinds += ["naive Int8Linear compiled"] if args.naive else []
+    print(
+        f"# {args.rows} rows, {args.threads} thread(s), torch {torch.__version__}, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    )
     print("| in x out | " + " | ".join(kinds) + " |")
     print("|---|" + "---:|" * len(kinds))
     with torch.inference_mode(), inductor_config.patch(freezing=True), warnings.catch_warnings():
@@ -70,9 +75,16 @@ def main() -> None:
                 "quantize_dynamic int8": torch.ao.quantization.quantize_dynamic(
                     nn.Sequential(linear), {nn.Linear}, dtype=torch.qint8
                 ),
-                "Int8Linear eager": Int8Linear(linear),
-                "Int8Linear compiled": torch.compile(Int8Linear(linear), dynamic=True),
-                "naive Int8Linear compiled": torch.compile(NaiveInt8Linear(linear), dynamic=True),
+                "Int8Linear eager (int_mm)": Int8Linear(linear, "int_mm"),
+                "Int8Linear compiled (int_mm)": torch.compile(
+                    Int8Linear(linear, "int_mm"), dynamic=True
+                ),
+                "Int8Linear compiled (fbgemm)": torch.compile(
+                    Int8Linear(linear, "fbgemm"), dynamic=True
+                ),
+                "naive Int8Linear compiled": torch.compile(
+                    NaiveInt8Linear(linear, "int_mm"), dynamic=True
+                ),
             }
             flops = 2 * args.rows * k * n
             cells = [f"{flops / per_call(fns[kind], x, args.seconds) / 1e9:.1f}" for kind in kinds]
