@@ -267,6 +267,19 @@ def test_scripted_early_stop_ends_when_the_best_continuation_ends():
     assert _show(hyps) == [([A, A], 0.33), ([B], 0.36), ([A], 0.27)]
 
 
+def test_scripted_sentence_goes_on_while_its_best_open_hypothesis_can_win():
+    # beam 2: step 1 finishes EOS (.06) beside A; step 2 finishes A EOS (.09) beside A A (.81).
+    # K hypotheses have ended, but A A, scored as if it ended now (log .81 / 2), beats the K-th
+    # finished one, so the sentence goes on and A A EOS (.81, the best) is found at step 3
+    table = {(): {A: 0.9, EOS_ID: 0.06, B: 0.04}, (A,): {A: 0.9, EOS_ID: 0.1}, (B,): {EOS_ID: 1.0}}
+    table[(A, A)] = {EOS_ID: 1.0}
+    src = torch.tensor([[7, EOS_ID]])
+    mask = torch.ones_like(src, dtype=torch.bool)
+    procs = constraints(mask.sum(1))
+    hyps = beam_search(ScriptedModel(table), src, mask, procs, 2, 2, length_normalization(1.0))[0]
+    assert _show(hyps) == [([A, A], 0.81), ([A], 0.09)]
+
+
 def test_chunked_topk_equals_topk():
     from seq2seq.search import _topk
 

@@ -230,8 +230,11 @@ def beam_search(
 
     At each step the 2K best continuations of each sentence are taken by cumulative
     log-probability: those ending in ``<eos>`` among the first K are finished, the first K others
-    continue. A sentence is done once it has K finished hypotheses (or reached its length limit,
-    where ``<eos>`` is forced); with ``early_stop`` also as soon as its best continuation ends in
+    continue. A sentence is done once it has K finished hypotheses and its best continuing one,
+    scored as if it ended now, no longer beats the K-th best of them (or once it reached its length
+    limit, where ``<eos>`` is forced); without that second condition, a confident model whose
+    unlikely ``<eos>`` continuations fill the top K ends before its best hypothesis does. With
+    ``early_stop`` a sentence is also done as soon as its best continuation ends in
     ``<eos>`` and ``n_best`` hypotheses are finished (the rule of OpenNMT-py, JoeyNMT and
     CTranslate2: fewer steps, and the best-scoring hypothesis may then be one found earlier).
     """
@@ -274,14 +277,15 @@ def beam_search(
         src_row = torch.arange(active, device=device).unsqueeze(1) * width + beam  # (A, 2K)
         is_eos = tok == EOS_ID
         step_att = state.attention.float() if att is not None else None
+        sids_now = rows.tolist()
         ends = is_eos[:, :k] & torch.isfinite(top_s[:, :k])  # (A, K) hypotheses finished now
         ended = ends.nonzero().tolist()
         if ended:
             n_finished.index_add_(0, rows, ends.sum(1))
-            sids, srcs, lps = rows.tolist(), src_row.tolist(), top_s.tolist()
+            srcs, lps = src_row.tolist(), top_s.tolist()
             hists = hist.tolist()
         for b, j in ended:
-            sid, r = sids[b], srcs[b][j]
+            sid, r = sids_now[b], srcs[b][j]
             lp = lps[b][j]
             a = (
                 _trim(torch.cat([att[r], step_att[r].unsqueeze(0)]), src_lens[sid])
@@ -301,6 +305,12 @@ def beam_search(
             src_row.gather(1, sel),
         )
         done = n_finished[rows] >= k
+        if bool(done.any()):  # K finished, but the best continuing one may still beat them
+            best = next_scores[:, 0].tolist()  # (A,) best continuing hypothesis of each sentence
+            for i in done.nonzero().flatten().tolist():
+                kth = sorted((h.score for h in finished[sids_now[i]]), reverse=True)[k - 1]
+                if length_penalty(best[i], step + 1) > kth:
+                    done[i] = False
         if early_stop:  # the best continuation ended, and n_best hypotheses have
             done |= is_eos[:, 0] & (n_finished[rows] >= n_best)
         done |= ~torch.isfinite(next_scores).any(dim=1)  # nothing left to extend
