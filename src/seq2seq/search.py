@@ -257,7 +257,6 @@ def beam_search(
     track_att = return_attention or coverage_beta != 0.0
     att = src.new_zeros(batch, 0, src.size(1), dtype=torch.float) if track_att else None
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    n_finished = torch.zeros(batch, dtype=torch.long, device=device)  # len(finished[s]), on device
     step = 0
     while rows.numel():
         active = rows.numel()
@@ -281,7 +280,6 @@ def beam_search(
         ends = is_eos[:, :k] & torch.isfinite(top_s[:, :k])  # (A, K) hypotheses finished now
         ended = ends.nonzero().tolist()
         if ended:
-            n_finished.index_add_(0, rows, ends.sum(1))
             srcs, lps = src_row.tolist(), top_s.tolist()
             hists = hist.tolist()
         for b, j in ended:
@@ -304,7 +302,8 @@ def beam_search(
             tok.gather(1, sel),
             src_row.gather(1, sel),
         )
-        done = n_finished[rows] >= k
+        counts = [len(finished[s]) for s in sids_now]
+        done = torch.tensor([c >= k for c in counts], dtype=torch.bool, device=device)
         if bool(done.any()):  # K finished, but the best continuing one may still beat them
             best = next_scores[:, 0].tolist()  # (A,) best continuing hypothesis of each sentence
             for i in done.nonzero().flatten().tolist():
@@ -312,7 +311,7 @@ def beam_search(
                 if length_penalty(best[i], step + 1) > kth:
                     done[i] = False
         if early_stop:  # the best continuation ended, and n_best hypotheses have
-            done |= is_eos[:, 0] & (n_finished[rows] >= n_best)
+            done |= is_eos[:, 0] & torch.tensor([c >= n_best for c in counts], device=device)
         done |= ~torch.isfinite(next_scores).any(dim=1)  # nothing left to extend
         keep = ~done
         flat = next_rows[keep].view(-1)
