@@ -83,6 +83,12 @@ def barrier(ctx: Context) -> None:
         dist.barrier()
 
 
-def teardown(ctx: Context) -> None:
+def teardown(ctx: Context, finished: bool = True) -> None:
+    """Leaves the process group. After a normal finish every rank first waits for the others, so
+    that none closes its connections while a peer still has collectives in flight (gloo's worker
+    threads then abort the process at exit); after an error there is no wait, as the other ranks
+    may never arrive."""
     if ctx.distributed and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

@@ -381,14 +381,17 @@ class Trainer:
                 handlers[s] = signal.signal(s, self._on_signal)
         except ValueError:  # not the main thread: leave signals alone
             pass
+        finished = False
         try:
-            return self._loop()
+            result = self._loop()
+            finished = True
+            return result
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)
             if self.tensorboard is not None:
                 self.tensorboard.close()
-            distributed.teardown(self.ctx)
+            distributed.teardown(self.ctx, finished)
 
     def _loop(self) -> dict[str, Any]:
         t, p = self.cfg.train, self.progress
