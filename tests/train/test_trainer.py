@@ -145,3 +145,30 @@ def test_train_cli_resumes_by_default_and_restart_starts_over(tmp_path, capsys):
     assert "reached train.max_steps=4" in capsys.readouterr().out
     assert main([*args, "--restart", "--set", "train.max_steps=2"]) == 0
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_is_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch, native):
+    from seq2seq import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
+    t = make(tmp_path, "train.precision=auto")
+    assert t.precision == ("bf16" if native else "float32")
+    assert (torch.get_autocast_dtype("cpu") if native else None) in (torch.bfloat16, None)
+    with t._autocast():
+        assert torch.is_autocast_enabled("cpu") == native
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_refused_before_any_data_work(tmp_path, monkeypatch):
+    from seq2seq import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    with pytest.raises(ValueError) as e:
+        make(tmp_path, "train.precision=bf16")
+    assert str(e.value).startswith(
+        "train.precision: 'bf16' needs a CPU with native bf16 (AVX-512 BF16 or AMX); this one has "
+    )
+    assert "use 'float32', or 'auto' (bf16 where the CPU has it)" in str(e.value)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="train.precision: 'fp16' needs a CUDA device"):
+        make(tmp_path, "train.precision=fp16")

@@ -31,6 +31,7 @@ from ..build import build_model
 from ..config import SCHEMA_VERSION, Config, to_dict
 from ..data.batching import Batch, bucket_batches
 from ..data.prepare import PreparedData, Split, Vocabularies, prepare_data
+from ..runtime import resolve_precision
 from ..search import SearchOptions
 from ..translator import decode_all
 from . import distributed
@@ -79,6 +80,7 @@ class Trainer:
         t = cfg.train
         self.cfg, self.out = cfg, Path(out_dir)
         self.ctx = distributed.setup(t.device)
+        self.precision = resolve_precision(t.precision, self.ctx.device)  # before any data work
         self.main = self.ctx.is_main
         self.show_progress = show_progress and self.main
         if t.threads is not None:
@@ -100,9 +102,7 @@ class Trainer:
         self.model.to(self.ctx.device)
         self.optimizer = build_optimizer(t.optimizer, self.model.parameters())
         self.schedule = build_schedule(t.schedule, self.optimizer, t.max_steps, self.higher)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=t.precision == "fp16")
-        if t.precision == "fp16" and self.ctx.device.type != "cuda":
-            raise ValueError("train.precision: 'fp16' needs a CUDA device; use 'bf16' on CPU")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.progress = Progress(top=[])
         if ckpt is not None:
             self._restore(ckpt)
@@ -130,10 +130,12 @@ class Trainer:
             )
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info(
-            "model: %s parameters on %s%s",
+            "model: %s parameters on %s%s, precision %s%s",
             f"{n_params:,}",
             self.ctx.device,
             f", {self.ctx.world_size} processes" if self.ctx.distributed else "",
+            self.precision,
+            " (auto)" if t.precision == "auto" else "",
         )
 
     # -- run directory and resume -----------------------------------------------------------------
@@ -310,7 +312,7 @@ class Trainer:
     # -- training ---------------------------------------------------------------------------------
 
     def _autocast(self):
-        precision = self.cfg.train.precision
+        precision = self.precision
         if precision == "float32":
             return nullcontext()
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
