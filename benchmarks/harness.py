@@ -6,7 +6,8 @@ one table and writes every row as JSON. Run from the repository root:
 
 Sections (``--sections``, default all three):
   train      benchmarks/train_speed.py on the two reference shapes of ../shared/bench/anchors
-             (configs/multi30k_en_de_{rnn,transformer}.yaml), float32 and bf16 autocast; with
+             (configs/multi30k_en_de_{rnn,transformer}.yaml), float32, and bf16 autocast where
+             the CPU has native bf16 (elsewhere a row says it was not measured); with
              --anchors, ../shared/bench/anchors/train.sh onmt_rnn / onmt_transformer for
              --seconds each, parsed by its summarize.py.
   translate  benchmarks/translate_speed.py on test_2016_flickr, batch 32, at most 100 output
@@ -20,7 +21,9 @@ Sections (``--sections``, default all three):
              OpenNMT-py the same number with --anchor-translate-steps where --seconds does not;
              a younger model writes longer, repetitive outputs), plus the recipe model
              runs/recipes/multi30k_en_de_transformer if it exists. With --anchors:
-             translate.sh onmt and ct2, and CTranslate2 in both thread layouts.
+             translate.sh onmt and ct2, and CTranslate2 in both thread layouts. With
+             --shortlist, every row also over a vocabulary shortlist (seq2seq shortlist, built
+             from the training text next to the model; an approximation: compare its BLEU).
   quality    BLEU/chrF (or ROUGE) and training wall time of every finished recipe run under
              runs/recipes/ (recipes/*/ scripts).
   anchor-quality
@@ -73,6 +76,28 @@ def anchors_ready() -> None:
 # -- training ---------------------------------------------------------------------------------
 
 
+def precisions() -> list[str]:
+    """float32, and bf16 autocast where this CPU has native bf16 (elsewhere the trainer refuses
+    it: emulated, a Transformer step ran 25x slower than float32 on an AVX2-only CPU)."""
+    import torch
+
+    from seq2seq.runtime import native_bf16
+
+    return ["float32", "bf16"] if native_bf16(torch.device("cpu")) else ["float32"]
+
+
+def no_bf16_row() -> dict:
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    return {
+        "section": "train",
+        "toolkit": "seq2seq",
+        "model": "both",
+        "setting": f"bf16 autocast: not measured, this CPU ({capability}) has no native bf16",
+    }
+
+
 def train_rows(args: argparse.Namespace) -> list[dict]:
     out = Path(args.out) / "train_speed.json"
     sh(
@@ -80,6 +105,8 @@ def train_rows(args: argparse.Namespace) -> list[dict]:
             sys.executable,
             str(HERE / "train_speed.py"),
             *SHAPES.values(),
+            "--precision",
+            *precisions(),
             "--threads",
             str(args.threads),
             "--steps",
@@ -88,7 +115,7 @@ def train_rows(args: argparse.Namespace) -> list[dict]:
             str(out),
         ]
     )
-    rows = []
+    rows = [] if "bf16" in precisions() else [no_bf16_row()]
     for r in json.loads(out.read_text()):
         shape = next(k for k, v in SHAPES.items() if v == r["config"])
         rows.append(
@@ -133,7 +160,7 @@ def train_rows(args: argparse.Namespace) -> list[dict]:
                 ),
                 None,
             )
-            if ref and r["toolkit"] == "seq2seq":
+            if ref and r["toolkit"] == "seq2seq" and "tgt_tok_per_s" in r:
                 r["vs_anchor"] = round(r["tgt_tok_per_s"] / ref["tgt_tok_per_s"], 2)
     return rows + same_time_rows(args)
 
@@ -171,11 +198,12 @@ def same_time_rows(args: argparse.Namespace) -> list[dict]:
     """Dev BLEU (greedy, the trainer's final validation) after --seconds of training, float32
     against bf16 autocast: bf16 must not buy its speed with quality."""
     rows = []
-    for precision in ("float32", "bf16"):
+    for precision in precisions():
         run = reference_model(args, precision)
         lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         valid = [x for x in lines if x["kind"] == "valid"][-1]
         train = [x for x in lines if x["kind"] == "train"]
+        train = train[1:] or train  # after the first log interval, if there is a later one
         rows.append(
             {
                 "section": "train",
@@ -184,9 +212,7 @@ def same_time_rows(args: argparse.Namespace) -> list[dict]:
                 "setting": f"{precision}, {args.seconds} s of training, dev greedy",
                 "steps": valid["step"],
                 "dev_bleu": round(valid["bleu"], 2),
-                "tgt_tok_per_s": round(
-                    sum(x["tok_s"] for x in train[1:]) / max(1, len(train) - 1), 1
-                ),
+                "tgt_tok_per_s": round(sum(x["tok_s"] for x in train) / len(train), 1),
             }
         )
     return rows
@@ -213,9 +239,21 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
     recipe = Path("runs/recipes/multi30k_en_de_transformer/averaged.pt")
     if recipe.exists():
         models.append(("recipe Transformer (60 min)", str(recipe)))
+    vocabs = []
+    if args.shortlist:  # built from the training text for each model (a few seconds)
+        vocabs = ["--vocabs", "full", "shortlist"]
     rows = []
     for (label, model), stop in [(m, st) for m in models for st in args.stops]:
         out = Path(args.out) / "translate.json"
+        shortlist = []
+        if args.shortlist:
+            file = Path(model).with_name("shortlist.pt")
+            train = f"{m30k}/train"
+            sh(
+                [sys.executable, "-m", "seq2seq", "shortlist", model, "--src", f"{train}.en"]
+                + ["--tgt", f"{train}.de", "--out", str(file)]
+            )
+            shortlist = [*vocabs, "--shortlist", str(file)]
         sh(
             [
                 sys.executable,
@@ -233,6 +271,7 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                 "--engines",
                 *args.engines,
                 *(["--early-stop"] if stop == "early" else []),
+                *shortlist,
                 "--repeat",
                 str(args.repeat),
                 "--json",
@@ -247,7 +286,8 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                     "toolkit": "seq2seq",
                     "model": label,
                     "setting": f"beam {r['beam']}{rule}, {r['precision']}, {r['engine']}, "
-                    f"{r['layout']}",
+                    + ("vocabulary shortlist, " if r.get("vocab") == "shortlist" else "")
+                    + r["layout"],
                     **{k: r.get(k) for k in TRANSLATE_KEYS},
                 }
             )
@@ -481,6 +521,12 @@ def main() -> None:
         help="train the OpenNMT-py model that the translation rows decode for this many updates "
         "instead of --seconds (OpenNMT-py spends ~40 s loading before its first update, so on a "
         "slow machine it makes fewer updates than ours in the same time; both labels give them)",
+    )
+    p.add_argument(
+        "--shortlist",
+        action="store_true",
+        help="translate rows also over a vocabulary shortlist (seq2seq shortlist, built from "
+        "the Multi30k training text; an approximation: compare the BLEU)",
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--beam-sizes", type=int, nargs="+", default=[5, 1], help="our translation rows")

@@ -28,9 +28,8 @@ from seq2seq.data.corpus import read_parallel
 from seq2seq.search import SearchOptions
 
 
-def _worker(
-    model, precision, engine, sentences, options, batch_size, threads, repeat, barrier, queue, rank
-):  # noqa: ANN001
+def _worker(setting, sentences, options, batch_size, threads, repeat, barrier, queue, rank):  # noqa: ANN001
+    """setting: model, precision, engine and shortlist of the row."""
     import torch
 
     from seq2seq.runtime import tune_malloc
@@ -39,9 +38,10 @@ def _worker(
     tune_malloc()  # as the seq2seq command does (SEQ2SEQ_DEFAULT_MALLOC=1: glibc's defaults)
     torch.set_num_threads(threads)
     translator = load(
-        model,
-        quantize_to=None if precision == "float32" else "int8",
-        compile=engine == "compiled",
+        setting["model"],
+        quantize_to=None if setting["precision"] == "float32" else "int8",
+        compile=setting["engine"] == "compiled",
+        shortlist=setting["shortlist"],
     )
     translator.hypotheses(sentences[:batch_size], options, batch_size)  # warm-up (and compile)
     spans = []
@@ -56,7 +56,16 @@ def _worker(
 
 
 def timed(  # noqa: ANN001
-    model, precision, engine, sources, options, batch_size, workers, threads, repeat=1
+    model,
+    precision,
+    engine,
+    sources,
+    options,
+    batch_size,
+    workers,
+    threads,
+    repeat=1,
+    shortlist=None,
 ):
     """(seconds, hypotheses in input order, output tokens incl. <eos>) with ``workers`` processes
     of ``threads`` threads; the sources are dealt by length so each worker gets a similar load.
@@ -70,9 +79,7 @@ def timed(  # noqa: ANN001
         ctx.Process(
             target=_worker,
             args=(
-                model,
-                precision,
-                engine,
+                {"model": model, "precision": precision, "engine": engine, "shortlist": shortlist},
                 [sources[i] for i in shard],
                 options,
                 batch_size,
@@ -111,7 +118,8 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
         options = SearchOptions(
             beam_size=beam, max_len=args.max_len, max_len_ratio=ratio, early_stop=args.early_stop
         )
-        for precision, engine in [(p, e) for e in args.engines for p in args.precisions]:
+        combos = [(p, e, v) for v in args.vocabs for e in args.engines for p in args.precisions]
+        for precision, engine, vocab in combos:
             for layout in args.layouts:
                 workers, threads = (int(x) for x in layout.split("x"))
                 best, hyps, tokens = timed(
@@ -124,6 +132,7 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
                     workers,
                     threads,
                     args.repeat,
+                    args.shortlist if vocab == "shortlist" else None,
                 )
                 row = {
                     "model": model,
@@ -132,6 +141,7 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
                     "early_stop": args.early_stop,
                     "precision": precision,
                     "engine": engine,
+                    "vocab": vocab,
                     "layout": f"{workers} x {threads} thread" + ("s" if threads > 1 else ""),
                     "sentences": len(sources),
                     "seconds": round(best, 3),
@@ -142,7 +152,7 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
                     "chrf": round(metrics.chrf(hyps, refs)[0], 2),
                     "exact_match": round(metrics.exact_match(hyps, refs), 4),
                 }
-                if precision == "float32" and engine == "eager":
+                if precision == "float32" and engine == "eager" and vocab == "full":
                     floats.setdefault(beam, hyps)
                 elif beam in floats:
                     same = sum(a == b for a, b in zip(floats[beam], hyps)) / len(sources)
@@ -157,6 +167,7 @@ COLUMNS = [
     "beam",
     "precision",
     "engine",
+    "vocab",
     "layout",
     "sent_per_s",
     "tok_per_s",
@@ -182,6 +193,14 @@ def main() -> None:
         help="compiled: encoder and decoder step through torch.compile (seq2seq.compiled); "
         "compilation happens in the untimed warm-up",
     )
+    p.add_argument(
+        "--vocabs",
+        nargs="+",
+        default=["full"],
+        choices=["full", "shortlist"],
+        help="shortlist: decode over the vocabulary shortlist --shortlist (seq2seq.shortlist)",
+    )
+    p.add_argument("--shortlist", help="shortlist file for --vocabs shortlist (seq2seq shortlist)")
     p.add_argument("--layouts", nargs="+", default=["1x2"], help="WORKERSxTHREADS, e.g. 1x2 2x1")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-len", type=int, default=512)
@@ -197,6 +216,8 @@ def main() -> None:
     )
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args()
+    if "shortlist" in args.vocabs and not args.shortlist:
+        p.error("--vocabs shortlist needs --shortlist FILE")
     rows = []
     for item in args.sets:
         model, src, ref = item.split(":")

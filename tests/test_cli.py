@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import seq2seq
 from seq2seq.cli import main
+from seq2seq.search import SearchOptions
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -491,3 +493,37 @@ def test_rouge_known_values_and_best_reference():
     assert best == {"rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0}
     with pytest.raises(ValueError, match="1 hypotheses but 2 references"):
         metrics.rouge(["x"], [["a", "b"]])
+
+
+def test_shortlist_command_and_shortlisted_translation(trained, tmp_path, capsys):
+    """`seq2seq shortlist` on the training text, then --shortlist: a shortlist that allows every
+    token translates as the full vocabulary does; a tight one (top-1 translations and namesakes,
+    no frequent tokens) writes only tokens it allows; one built for other vocabularies is
+    refused with the file named."""
+    from seq2seq.shortlist import Shortlist
+
+    work, data, run = trained
+    sources = (data / "test.src").read_text().splitlines()
+    full = seq2seq.load(run).translate(sources, beam_size=3)
+    args = ["--src", f"{data}/train.src", "--tgt", f"{data}/train.tgt"]
+    hyp = tmp_path / "hyp.txt"
+    cmd = ["translate", str(run), "--input", f"{data}/test.src", "--output", str(hyp)]
+    assert main(["shortlist", str(run), *args, "--out", str(tmp_path / "all.pt")]) == 0
+    assert main([*cmd, "--beam-size", "3", "--shortlist", str(tmp_path / "all.pt")]) == 0
+    assert hyp.read_text().splitlines() == full
+    tight = tmp_path / "tight.pt"
+    sl_args = ["--out", str(tight), "--top", "1", "--frequent", "0"]
+    assert main(["shortlist", str(run), *args, *sl_args]) == 0
+    translator = seq2seq.load(run, shortlist=tight)
+    src_ids = [translator.src_vocab.encode(translator.source_tokens(s)) for s in sources]
+    allowed = [set(translator.restrict.shortlist.ids(torch.tensor(i)).tolist()) for i in src_ids]
+    assert max(map(len, allowed)) < len(translator.tgt_vocab)  # a real restriction
+    nbest = translator.hypotheses(sources, SearchOptions(beam_size=3), batch_size=1)
+    assert all(set(n[0].tokens) <= a for n, a in zip(nbest, allowed))
+    capsys.readouterr()
+    bad = Shortlist.load(tight)
+    bad.tgt_digest = "0" * 16
+    bad.save(tmp_path / "other.pt")
+    assert main([*cmd, "--shortlist", str(tmp_path / "other.pt")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'other.pt'}: built for another target vocabulary than the model's" in err

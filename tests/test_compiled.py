@@ -86,3 +86,26 @@ def test_compiled_int8_decoding_matches_its_eager_form(kernel, product):
     assert "qlinear" not in code  # not rewritten to oneDNN's slow signed-int8 linear
     assert [n[0].tokens for n in got] == [n[0].tokens for n in want]
     assert [n[0].score for n in got] == pytest.approx([n[0].score for n in want], abs=1e-3)
+
+
+@needs_compiler
+def test_compiled_shortlist_decoding_equals_eager_shortlist_decoding():
+    """Compiled, the shortlist's output rows are graph inputs: batches with shortlists of other
+    sizes reuse the graph and give the eager restricted search's results."""
+    from seq2seq.shortlist import Restrictor, Shortlist
+
+    counters.clear()
+    eager = tiny_transformer("pre", seed=11).eval()
+    compiled = compile_decoding(tiny_transformer("pre", seed=11))
+    table = torch.full((13, 2), -1, dtype=torch.long)
+    table[4:, 0] = torch.arange(4, 13) % 11  # some translations per source id
+    table[4:, 1] = (torch.arange(4, 13) * 3) % 11
+    sl = Shortlist(table, torch.tensor([4]), "", "", 11, 2)
+    for srcs in (SRCS, SRCS[:2], SRCS[3:]):
+        b = make_batch(srcs, None, list(range(len(srcs))))
+        limit = constraints(b.src_mask.sum(1))
+        want = beam_search(Restrictor(eager, sl)(b.src), b.src, b.src_mask, limit, beam_size=3)
+        got = beam_search(Restrictor(compiled, sl)(b.src), b.src, b.src_mask, limit, beam_size=3)
+        assert [n[0].tokens for n in got] == [n[0].tokens for n in want]
+        assert [n[0].score for n in got] == pytest.approx([n[0].score for n in want], abs=1e-4)
+    assert counters["stats"]["unique_graphs"] <= 6  # no graph per shortlist size

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
-from .cli_decode import cmd_evaluate, cmd_score, cmd_translate
+from .cli_decode import cmd_evaluate, cmd_score, cmd_shortlist, cmd_translate
 
 EXAMPLES = """\
 examples:
@@ -282,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="GNMT coverage penalty weight",
         )
         g.add_argument(
+            "--shortlist",
+            metavar="FILE",
+            help="score only the target tokens of a vocabulary shortlist built for this model "
+            "(`seq2seq shortlist`): faster, an approximation",
+        )
+        g.add_argument(
             "--early-stop",
             action="store_true",
             help="end a sentence when its best continuation ends, as OpenNMT-py and CTranslate2 do "
@@ -365,6 +371,21 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--ref", required=True, help="target file to score, aligned with --src")
     sc.add_argument("--json", action="store_true", help="one JSON object per line")
     sc.set_defaults(func=cmd_score)
+
+    sl = sub.add_parser(
+        "shortlist",
+        help="build a vocabulary shortlist for faster decoding (IBM Model 1 on training text)",
+    )
+    model_options(sl)
+    sl.add_argument("--src", required=True, help="training source file")
+    sl.add_argument("--tgt", required=True, help="training target file, aligned with --src")
+    sl.add_argument("--out", required=True, help="shortlist file to write")
+    sl.add_argument("--top", type=int, default=20, help="translations kept per source token")
+    sl.add_argument(
+        "--frequent", type=int, default=100, help="most frequent target tokens always allowed"
+    )
+    sl.add_argument("--iterations", type=int, default=5, help="EM iterations of IBM Model 1")
+    sl.set_defaults(func=cmd_shortlist)
 
     av = sub.add_parser("average", help="average the parameters of a run's last checkpoints")
     av.add_argument("run_dir", metavar="RUN_DIR")

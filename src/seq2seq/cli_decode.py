@@ -64,7 +64,12 @@ def _load_translator(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    return load(args.checkpoint, quantize_to=args.quantize, compile=getattr(args, "compile", False))
+    return load(
+        args.checkpoint,
+        quantize_to=args.quantize,
+        compile=getattr(args, "compile", False),
+        shortlist=getattr(args, "shortlist", None),
+    )
 
 
 def _format(translator, source: str, nbest: list, args: argparse.Namespace, best=None) -> str:
@@ -228,4 +233,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                     f"ROUGE-1/2/L {r['rouge1']:.2f} / {r['rouge2']:.2f} / {r['rougeL']:.2f}"
                     f"  (F1, rouge-score, stemmed; {label})"
                 )
+    return 0
+
+
+def cmd_shortlist(args: argparse.Namespace) -> int:
+    from .data.corpus import read_parallel
+
+    translator = _load_translator(args)
+    pairs = read_parallel(args.src, args.tgt)
+    started = time.monotonic()
+    shortlist = translator.build_shortlist(
+        [s for s, _ in pairs], [t for _, t in pairs], args.top, args.frequent, args.iterations
+    )
+    shortlist.save(args.out)
+    log.info(
+        "wrote %s: %s, from %d sentence pairs in %.1f s",
+        args.out,
+        shortlist.describe(),
+        len(pairs),
+        time.monotonic() - started,
+    )
     return 0

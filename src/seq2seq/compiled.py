@@ -58,5 +58,18 @@ def compile_decoding(model: nn.Module) -> nn.Module:
     model.init_state = _frozen(model.init_state)
     model.decode_step = _frozen(step)
     model.decode_log_probs = _frozen(decode_log_probs)  # what search calls: one fused graph
+    if hasattr(model, "decode_features"):
+        features = model.decode_features
+
+        def decode_shortlist_log_probs(
+            prev: Any, state: Any, weight: torch.Tensor, bias: torch.Tensor | None
+        ) -> tuple[torch.Tensor, Any]:
+            """The step over a vocabulary shortlist (:mod:`seq2seq.shortlist`): the output rows
+            are inputs, so one graph serves every batch's shortlist."""
+            hidden, state = features(prev, state)
+            logits = torch.nn.functional.linear(hidden.float(), weight, bias)
+            return torch.log_softmax(logits, dim=-1), state
+
+        model.decode_shortlist_log_probs = _frozen(decode_shortlist_log_probs)
     model._seq2seq_compiled = True
     return model

@@ -3,6 +3,7 @@
 enc    = model.encode(src, src_mask)            # EncoderOutput: states (B, S, H), mask (B, S)
 state  = model.init_state(enc)                  # an explicit decoder state object
 logits, state = model.decode_step(prev, state)  # prev (B,) ids -> logits (B, V), a NEW state
+hidden, state = model.decode_features(prev, state)  # the same step before output_layer: (B, H)
 state  = state.select(index)                    # reorder / expand rows (beam search)
 logits = model(src, src_mask, tgt_in)           # teacher forcing: (B, T, V)
 hidden = model(src, src_mask, tgt_in, features=True)  # (B, T, H), before model.output_layer
@@ -38,6 +39,10 @@ class Seq2Seq(nn.Module):
 
     def decode_step(self, prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         return self.decoder.decode_step(prev, state)
+
+    def decode_features(self, prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """``decode_step`` up to ``output_layer``: hidden (B, H) and the new state."""
+        return self.decoder.decode_features(prev, state)
 
     def forward_with_attention(
         self, src: Tensor, src_mask: Tensor, tgt_in: Tensor

@@ -21,6 +21,7 @@ from .data.vocab import EOS, UNK, Vocab
 from .ensemble import Ensemble
 from .quantize import quantize
 from .search import Hypothesis, SearchOptions, force_decode, search
+from .shortlist import Restrictor, Shortlist
 from .train.checkpoint import load_checkpoint, resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,11 @@ def decode_batches(
     batch_size: int = 64,
     return_attention: bool = False,
     device: torch.device | str = "cpu",
+    restrict: Restrictor | None = None,
 ) -> Iterator[tuple[list[int], list[list[Hypothesis]]]]:
     """Decodes ``data`` in batches of similar length; yields (dataset indices, n-best lists).
-    Sampling draws from a generator seeded with ``options.seed`` (or torch's global one)."""
+    Sampling draws from a generator seeded with ``options.seed`` (or torch's global one).
+    ``restrict``: a vocabulary shortlist bound to ``model`` (:mod:`seq2seq.shortlist`)."""
     was_training = model.training
     model.eval()
     generator = None
@@ -44,10 +47,8 @@ def decode_batches(
     try:
         for idx in bucket_batches(data.lengths(), batch_size=batch_size, shuffle=False):
             batch = data.batch(idx).to(device)
-            yield (
-                idx,
-                search(model, batch.src, batch.src_mask, options, return_attention, generator),
-            )
+            m = model if restrict is None else restrict(batch.src)
+            yield idx, search(m, batch.src, batch.src_mask, options, return_attention, generator)
     finally:
         model.train(was_training)
 
@@ -60,11 +61,13 @@ def decode_all(
     return_attention: bool = False,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    restrict: Restrictor | None = None,
 ) -> list[list[Hypothesis]]:
     """n-best lists for every example of ``data``, in the original order."""
     out: list[list[Hypothesis]] = [[] for _ in range(len(data))]
     bar = tqdm(total=len(data), unit="sent", desc="translate", disable=not progress)
-    for idx, nbest in decode_batches(model, data, options, batch_size, return_attention, device):
+    batches = decode_batches(model, data, options, batch_size, return_attention, device, restrict)
+    for idx, nbest in batches:
         for i, hyps in zip(idx, nbest):
             out[i] = hyps
         bar.update(len(idx))
@@ -91,6 +94,19 @@ class Translator:
         self.src_tokenizer, self.tgt_tokenizer = src_tokenizer, tgt_tokenizer
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.device = device
+        self.restrict: Restrictor | None = None
+
+    def use_shortlist(self, shortlist: Shortlist | str | Path | None) -> None:
+        """Decode over a vocabulary shortlist (a :class:`~seq2seq.shortlist.Shortlist` or its
+        file, built for this model's vocabularies) from now on; None: the full vocabulary."""
+        if shortlist is None:
+            self.restrict = None
+            return
+        source = "shortlist"
+        if not isinstance(shortlist, Shortlist):
+            source, shortlist = str(shortlist), Shortlist.load(shortlist)
+        shortlist.check(self.src_vocab, self.tgt_vocab, source)
+        self.restrict = Restrictor(self.model, shortlist)
 
     @classmethod
     def from_checkpoint(
@@ -147,6 +163,26 @@ class Translator:
         """The tokens the model reads (truncated as in training)."""
         return self.src_tokenizer.encode(sentence)[: self.src_truncate]
 
+    def build_shortlist(
+        self,
+        sources: list[str],
+        targets: list[str],
+        top: int = 20,
+        frequent: int = 100,
+        iterations: int = 5,
+    ) -> Shortlist:
+        """A vocabulary shortlist from aligned training text, tokenized as the model reads it."""
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} source lines but {len(targets)} target lines")
+        pairs = [
+            (
+                self.src_vocab.encode(self.source_tokens(s)),
+                self.tgt_vocab.encode(self.tgt_tokenizer.encode(t)),
+            )
+            for s, t in zip(sources, targets)
+        ]
+        return Shortlist.build(pairs, self.src_vocab, self.tgt_vocab, top, frequent, iterations)
+
     def detokenize(self, ids: list[int]) -> str:
         return self.tgt_tokenizer.decode(self.tgt_vocab.decode(ids))
 
@@ -169,6 +205,7 @@ class Translator:
             return_attention,
             self.device,
             progress,
+            self.restrict,
         )
 
     def translate(
@@ -300,8 +337,12 @@ def load(
     device: torch.device | str = "cpu",
     quantize_to: str | None = None,
     compile: bool = False,
+    shortlist: str | Path | None = None,
 ) -> Translator:
     """``seq2seq.load("runs/dates").translate(["March 3, 2017"])``; several paths: an ensemble;
     ``quantize_to="int8"``: CPU dynamic quantization; ``compile``: decoding through
-    ``torch.compile`` (:mod:`seq2seq.compiled`)."""
-    return Translator.from_checkpoint(path, device, quantize_to, compile)
+    ``torch.compile`` (:mod:`seq2seq.compiled`); ``shortlist``: a vocabulary shortlist file
+    (:mod:`seq2seq.shortlist`)."""
+    translator = Translator.from_checkpoint(path, device, quantize_to, compile)
+    translator.use_shortlist(shortlist)
+    return translator

@@ -298,6 +298,13 @@ class RNNDecoder(nn.Module):
 
     def decode_step(self, prev: Tensor, state: RNNDecoderState) -> tuple[Tensor, RNNDecoderState]:
         """prev (B,) ids -> logits (B, V) and a new state (weights on ``state.attention``)."""
+        hidden, new = self.decode_features(prev, state)
+        return self.output(hidden), new
+
+    def decode_features(
+        self, prev: Tensor, state: RNNDecoderState
+    ) -> tuple[Tensor, RNNDecoderState]:
+        """``decode_step`` up to the output layer: the attentional state (B, H) and the new state."""
         x = self.embed_dropout(self.embed(prev)).unsqueeze(1)  # (B, 1, E)
         if self.input_feeding:
             x = torch.cat([x, state.feed.unsqueeze(1)], dim=-1)
@@ -312,7 +319,7 @@ class RNNDecoder(nn.Module):
             coverage=coverage,
             step=state.step + 1,
         )
-        return self.output(att.squeeze(1)), new
+        return att.squeeze(1), new
 
     def forward(self, tgt_in: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor]:
         """Teacher forcing: tgt_in (B, T) -> logits (B, T, V), attention (B, T, S)."""

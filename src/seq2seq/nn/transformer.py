@@ -461,11 +461,18 @@ class TransformerDecoder(nn.Module):
     ) -> tuple[Tensor, TransformerDecoderState]:
         """prev (B,) ids -> logits (B, V) and a new state with one more cached position and the
         step's cross-attention (``attention`` (B, S), ``cross_attention`` (L, B, h, S))."""
+        hidden, new = self.decode_features(prev, state)
+        return self.output(hidden), new
+
+    def decode_features(
+        self, prev: Tensor, state: TransformerDecoderState
+    ) -> tuple[Tensor, TransformerDecoderState]:
+        """``decode_step`` up to the output layer: the final state (B, d_model), the new state."""
         x, new, weights = self._run(prev.unsqueeze(1), state, weights_from=0)
         every = torch.stack(weights).squeeze(3)  # (L, B, h, S)
         new.cross_attention = every
         new.attention = every[-1].mean(dim=1)  # (B, S)
-        return self.output(x.squeeze(1)), new
+        return x.squeeze(1), new
 
     def forward(self, tgt_in: Tensor, state: TransformerDecoderState) -> tuple[Tensor, Tensor]:
         """Teacher forcing from a fresh state: tgt_in (B, T) -> logits (B, T, V) and the last
