@@ -307,7 +307,8 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
         elif not ckpts:
             sh(["bash", str(ANCHORS / "train.sh"), "onmt_transformer", str(args.seconds)])
         ckpts = list((WORK / "runs" / "onmt_transformer").glob("model_step_*.pt"))
-        step = max(int(c.stem.rsplit("_", 1)[1]) for c in ckpts)  # translate.sh takes the newest
+        newest = max(ckpts, key=lambda c: c.stat().st_mtime)  # the one translate.sh takes
+        step = int(newest.stem.rsplit("_", 1)[1])
         label = f"OpenNMT-py Transformer, {step} updates"
         env = {**os.environ, "THREADS": str(args.threads)}
         times = []
