@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .shortlist import shortlist_log_probs
+
 
 def _frozen(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` compiled with dynamic shapes; every call (so every compilation it triggers) runs with
@@ -58,18 +60,9 @@ def compile_decoding(model: nn.Module) -> nn.Module:
     model.init_state = _frozen(model.init_state)
     model.decode_step = _frozen(step)
     model.decode_log_probs = _frozen(decode_log_probs)  # what search calls: one fused graph
-    if hasattr(model, "decode_features"):
-        features = model.decode_features
-
-        def decode_shortlist_log_probs(
-            prev: Any, state: Any, weight: torch.Tensor, bias: torch.Tensor | None
-        ) -> tuple[torch.Tensor, Any]:
-            """The step over a vocabulary shortlist (:mod:`seq2seq.shortlist`): the output rows
-            are inputs, so one graph serves every batch's shortlist."""
-            hidden, state = features(prev, state)
-            logits = torch.nn.functional.linear(hidden.float(), weight, bias)
-            return torch.log_softmax(logits, dim=-1), state
-
-        model.decode_shortlist_log_probs = _frozen(decode_shortlist_log_probs)
+    if hasattr(model, "decode_features"):  # the step over a vocabulary shortlist: its output
+        # rows are inputs of the graph, so one graph serves every batch's shortlist
+        shortlisted = functools.partial(shortlist_log_probs, model.decode_features)
+        model.decode_shortlist_log_probs = _frozen(shortlisted)
     model._seq2seq_compiled = True
     return model

@@ -212,6 +212,15 @@ class Shortlist:
         )
 
 
+def shortlist_log_probs(
+    decode_features: Any, prev: Tensor, state: Any, weight: Tensor, bias: Tensor | None
+) -> tuple[Tensor, Any]:
+    """One decoder step over the output rows ``weight``/``bias`` of a shortlist: the
+    log-softmax over those rows (B, len(weight)) and the new state."""
+    hidden, state = decode_features(prev, state)
+    return torch.log_softmax(F.linear(hidden.float(), weight, bias), dim=-1), state
+
+
 def float_output_layer(layer: nn.Module) -> tuple[Tensor, Tensor | None]:
     """The weight (V, H) and bias (V,) of an output layer as float tensors: an ``nn.Linear``, an
     int8 :class:`~seq2seq.quantize.Int8Linear` (dequantized) or a dynamic-quantized Linear."""
@@ -255,9 +264,9 @@ class Restricted:
         if self.weight is not None and fused is not None:
             logp, state = fused(prev, state, self.weight, self.bias)
         elif self.weight is not None:
-            hidden, state = self.model.decode_features(prev, state)
-            logits = F.linear(hidden.float(), self.weight, self.bias)
-            logp = torch.log_softmax(logits, dim=-1)
+            logp, state = shortlist_log_probs(
+                self.model.decode_features, prev, state, self.weight, self.bias
+            )
         else:
             logits, state = self.model.decode_step(prev, state)
             logp = torch.log_softmax(logits.float().index_select(1, self.ids), dim=-1)

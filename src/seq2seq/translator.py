@@ -159,6 +159,13 @@ class Translator:
     def encode_sources(self, sentences: list[str]) -> ParallelData:
         return ParallelData([self.src_vocab.encode(self.source_tokens(s)) for s in sentences])
 
+    def encode_pairs(self, sources: list[str], targets: list[str]) -> ParallelData:
+        """Aligned source and target text as the model reads and writes it."""
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
+        tgt = [self.tgt_vocab.encode(self.tgt_tokenizer.encode(t)) for t in targets]
+        return ParallelData(self.encode_sources(sources).src, tgt)
+
     def source_tokens(self, sentence: str) -> list[str]:
         """The tokens the model reads (truncated as in training)."""
         return self.src_tokenizer.encode(sentence)[: self.src_truncate]
@@ -172,15 +179,8 @@ class Translator:
         iterations: int = 5,
     ) -> Shortlist:
         """A vocabulary shortlist from aligned training text, tokenized as the model reads it."""
-        if len(sources) != len(targets):
-            raise ValueError(f"{len(sources)} source lines but {len(targets)} target lines")
-        pairs = [
-            (
-                self.src_vocab.encode(self.source_tokens(s)),
-                self.tgt_vocab.encode(self.tgt_tokenizer.encode(t)),
-            )
-            for s, t in zip(sources, targets)
-        ]
+        data = self.encode_pairs(sources, targets)
+        pairs = list(zip(data.src, data.tgt))
         return Shortlist.build(pairs, self.src_vocab, self.tgt_vocab, top, frequent, iterations)
 
     def detokenize(self, ids: list[int]) -> str:
@@ -264,10 +264,8 @@ class Translator:
         self, sources: list[str], targets: list[str], batch_size: int = 64
     ) -> list[tuple[float, int]]:
         """(log-probability, tokens incl. ``<eos>``) of each target given its source."""
-        if len(sources) != len(targets):
-            raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
-        src = self.encode_sources(sources)
-        tgt = [self.tgt_vocab.encode(self.tgt_tokenizer.encode(t)) for t in targets]
+        src = self.encode_pairs(sources, targets)
+        tgt = src.tgt
         out: list[tuple[float, int]] = [(0.0, 0)] * len(sources)
         for idx in bucket_batches(src.lengths(), batch_size=batch_size, shuffle=False):
             b = src.batch(idx).to(self.device)
