@@ -141,6 +141,25 @@ def test_explicit_weights_path_equals_sdpa():
     torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_cpu_training_path_equals_sdpa(monkeypatch, causal):
+    """With attention dropout in CPU training the weights are written out (for the cheap mask);
+    with that mask taken away it must give SDPA's result, causal or padded."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 4, dropout=0.3).eval()
+    q = torch.randn(2, 5, 16)
+    mask = None if causal else torch.tensor([[True] * 5, [True] * 2 + [False] * 3])[:, None, None]
+    k, v = mha.keys_values(q)
+    expected, _ = mha(q, k, v, mask, causal=causal)
+    calls = []
+    monkeypatch.setattr(
+        "seq2seq.nn.transformer.dropout", lambda x, p, training: calls.append(p) or x
+    )
+    got, _ = mha.train()(q, k, v, mask, causal=causal)
+    assert calls == [0.3]
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
 def test_sinusoid_table_matches_the_formula():
     table = sinusoid_table(50, 6)
     pos, i = 7, 1

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.vocab import PAD_ID
+from .dropout import Dropout
 
 
 def token_embedding(vocab_size: int, embed_dim: int) -> nn.Embedding:
@@ -89,7 +90,7 @@ class TransformerEmbedding(nn.Module):
         self.tokens = tokens
         self.positions = positions
         self.scale = math.sqrt(tokens.embedding_dim) if scale else 1.0
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, ids: Tensor, start: int = 0) -> Tensor:
         x = self.tokens(ids) * self.scale  # (B, T, D)

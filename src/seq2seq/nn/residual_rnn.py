@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from .dropout import Dropout
+
 HiddenState = Tensor | tuple[Tensor, Tensor]
 
 
@@ -39,7 +41,7 @@ class ResidualRNN(nn.Module):
             )
             for i in range(num_layers)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.directions = directions
         self.is_lstm = rnn_class is nn.LSTM
 

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..data.vocab import PAD_ID
+from .dropout import Dropout
 from .residual_rnn import ResidualRNN
 from .types import EncoderOutput
 
@@ -82,11 +83,11 @@ class RNNEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
-        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.embed_dropout = Dropout(embed_dropout)
         self.rnn = _stacked_rnn(
             cell, embed_dim, hidden_size, num_layers, bidirectional, dropout, residual
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.num_layers = num_layers
         self.num_directions = 2 if bidirectional else 1
         self.output_size = hidden_size * self.num_directions
@@ -189,7 +190,7 @@ class RNNDecoder(nn.Module):
                 f"tie_output needs embed_dim == hidden_size, got {embed_dim} and {hidden_size}"
             )
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
-        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.embed_dropout = Dropout(embed_dropout)
         self.is_lstm = cell == "lstm"
         self.rnn = _stacked_rnn(
             cell,
@@ -200,11 +201,11 @@ class RNNDecoder(nn.Module):
             dropout,
             residual,
         )
-        self.hidden_dropout = nn.Dropout(hidden_dropout)
+        self.hidden_dropout = Dropout(hidden_dropout)
         self.attention = attention
         context_size = attention.context_size
         self.combine = nn.Linear(context_size + hidden_size, hidden_size, bias=False)  # W_c, eq. 5
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.output = nn.Linear(hidden_size, vocab_size)  # W_s, eq. 6
         if tie_output:
             self.output.weight = self.embed.weight

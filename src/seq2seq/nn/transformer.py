@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dropout import Dropout, dropout
 from .embeddings import TransformerEmbedding
 from .types import EncoderOutput
 
@@ -78,14 +79,21 @@ class MultiHeadAttention(nn.Module):
         q = self._heads(self.q_proj(query))  # (B, h, T, dk)
         p = self.dropout if self.training else 0.0
         weights = None
-        if need_weights:
-            if causal:
-                raise ValueError("need_weights is only supported without a causal mask")
+        if need_weights and causal:
+            raise ValueError("need_weights is only supported without a causal mask")
+        if need_weights or (p > 0 and q.device.type == "cpu"):
+            # written out where the weights are wanted, and for CPU training, where SDPA's
+            # attention dropout takes the slow per-element Bernoulli mask (see .dropout)
             scores = q @ keys.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, h, T, S)
+            if causal:
+                t, s = scores.shape[-2:]
+                allowed = torch.ones(t, s, dtype=torch.bool, device=q.device).tril()
+                mask = allowed if mask is None else mask & allowed
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             weights = scores.softmax(dim=-1)
-            context = F.dropout(weights, p, self.training) @ values
+            context = dropout(weights, p, self.training) @ values
+            weights = weights if need_weights else None
         else:
             context = F.scaled_dot_product_attention(
                 q, keys, values, attn_mask=mask, dropout_p=p, is_causal=causal
@@ -116,7 +124,7 @@ class MultiHeadAttention(nn.Module):
         scores = (q * keys).sum(-1) / math.sqrt(self.head_dim)  # (N, h, S)
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        weights = F.dropout(scores.softmax(dim=-1), self.dropout, self.training)
+        weights = dropout(scores.softmax(dim=-1), self.dropout, self.training)
         context = (weights.unsqueeze(-1) * values).sum(2)  # (N, h, dk)
         out = self.out_proj(context.reshape(context.size(0), 1, -1))
         return out, weights.unsqueeze(2)
@@ -134,7 +142,7 @@ class FeedForward(nn.Module):
         self.w1 = nn.Linear(embed_dim, ff_size)
         self.w2 = nn.Linear(ff_size, embed_dim)
         self.activation = ACTIVATIONS[activation]
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.w2(self.dropout(self.activation(self.w1(x))))
@@ -148,7 +156,7 @@ class _Sublayers(nn.Module):
         if norm not in ("pre", "post"):
             raise ValueError(f"unknown norm {norm!r}; expected pre or post")
         self.pre_norm = norm == "pre"
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def _in(self, x: Tensor, norm: nn.LayerNorm) -> Tensor:
         """The sublayer's input: LayerNorm(x) in pre-norm, x in post-norm."""
