@@ -83,6 +83,7 @@ def test_output_layer_nll_equals_projection_then_loss(eps, bias, monkeypatch):
     from seq2seq.train.loss import output_layer_nll
 
     monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", 30)  # 2 rows per chunk: many chunks
+    monkeypatch.setattr(loss_module, "SLICE_COLUMNS", 5)  # logits in 3 slices, the last short
     torch.manual_seed(3)
     hidden = torch.randn(3, 5, 4, dtype=torch.float64)
     layer = torch.nn.Linear(4, 13, bias=bias).double()
