@@ -79,11 +79,12 @@ class _Fixed:
 @pytest.mark.parametrize("eps", [0.0, 0.1])
 @pytest.mark.parametrize("bias", [True, False])
 def test_output_layer_nll_equals_projection_then_loss(eps, bias, monkeypatch):
+    import seq2seq.nn.projection as projection
     import seq2seq.train.loss as loss_module
     from seq2seq.train.loss import output_layer_nll
 
     monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", 30)  # 2 rows per chunk: many chunks
-    monkeypatch.setattr(loss_module, "SLICE_COLUMNS", 5)  # logits in 3 slices, the last short
+    monkeypatch.setattr(projection, "SLICE_COLUMNS", 5)  # logits in 3 slices, the last short
     torch.manual_seed(3)
     hidden = torch.randn(3, 5, 4, dtype=torch.float64)
     layer = torch.nn.Linear(4, 13, bias=bias).double()

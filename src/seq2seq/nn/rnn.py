@@ -23,6 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..data.vocab import PAD_ID
 from .dropout import Dropout
+from .projection import output_logits
 from .residual_rnn import ResidualRNN
 from .types import EncoderOutput
 
@@ -300,7 +301,7 @@ class RNNDecoder(nn.Module):
     def decode_step(self, prev: Tensor, state: RNNDecoderState) -> tuple[Tensor, RNNDecoderState]:
         """prev (B,) ids -> logits (B, V) and a new state (weights on ``state.attention``)."""
         hidden, new = self.decode_features(prev, state)
-        return self.output(hidden), new
+        return output_logits(self.output, hidden), new
 
     def decode_features(
         self, prev: Tensor, state: RNNDecoderState
@@ -325,7 +326,7 @@ class RNNDecoder(nn.Module):
     def forward(self, tgt_in: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor]:
         """Teacher forcing: tgt_in (B, T) -> logits (B, T, V), attention (B, T, S)."""
         hidden, weights = self.features(tgt_in, state)
-        return self.output(hidden), weights
+        return output_logits(self.output, hidden), weights
 
     def features(self, tgt_in: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor]:
         """Teacher forcing up to the output layer: the attentional states (B, T, H) that

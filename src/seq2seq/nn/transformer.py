@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from .dropout import Dropout, dropout
 from .embeddings import TransformerEmbedding
+from .projection import output_logits
 from .types import EncoderOutput
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
@@ -470,7 +471,7 @@ class TransformerDecoder(nn.Module):
         """prev (B,) ids -> logits (B, V) and a new state with one more cached position and the
         step's cross-attention (``attention`` (B, S), ``cross_attention`` (L, B, h, S))."""
         hidden, new = self.decode_features(prev, state)
-        return self.output(hidden), new
+        return output_logits(self.output, hidden), new
 
     def decode_features(
         self, prev: Tensor, state: TransformerDecoderState
@@ -486,7 +487,7 @@ class TransformerDecoder(nn.Module):
         """Teacher forcing from a fresh state: tgt_in (B, T) -> logits (B, T, V) and the last
         layer's cross-attention averaged over heads (B, T, S)."""
         hidden, attention = self.features(tgt_in, state)
-        return self.output(hidden), attention
+        return output_logits(self.output, hidden), attention
 
     def features(self, tgt_in: Tensor, state: TransformerDecoderState) -> tuple[Tensor, Tensor]:
         """Teacher forcing up to the output layer: the final states (B, T, d_model) and the

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.vocab import PAD_ID
+from ..nn.projection import project
 
 
 def label_smoothed_nll(
@@ -42,23 +43,6 @@ def label_smoothed_nll(
 CHUNK_ELEMENTS = 2**21  # logits per chunk (8 MiB in float32)
 
 
-SLICE_COLUMNS = 1024
-
-
-def _logits(h: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-    """``h @ w.t() + b`` computed SLICE_COLUMNS output columns at a time: on CPU, one GEMM with
-    a vocabulary-wide output ran at ~80 GFLOP/s where the slices run at ~120 (2 threads, AVX2)."""
-    vocab = w.size(0)
-    if h.device.type != "cpu" or vocab <= SLICE_COLUMNS:
-        return torch.addmm(b, h, w.t()) if b is not None else h @ w.t()
-    out = h.new_empty(h.size(0), vocab)
-    for j in range(0, vocab, SLICE_COLUMNS):
-        k = min(j + SLICE_COLUMNS, vocab)
-        ws = w[j:k].t()
-        out[:, j:k] = torch.addmm(b[j:k], h, ws) if b is not None else h @ ws
-    return out
-
-
 class _OutputLayerNLL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, bias, target, eps: float, dtype):  # noqa: ANN001
@@ -75,7 +59,7 @@ class _OutputLayerNLL(torch.autograd.Function):
         step = max(1, CHUNK_ELEMENTS // vocab)
         for i in range(0, n, step):
             hc, tc = h[i : i + step], target[i : i + step]
-            logits = _logits(hc, w, b).to(acc)
+            logits = project(hc, w, b).to(acc)  # in column slices on CPU
             logp = torch.log_softmax(logits, dim=1)  # one fused pass per row, in cache
             rows = torch.arange(logp.size(0), device=logp.device)
             nll = -logp[rows, tc]

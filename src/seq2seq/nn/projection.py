@@ -1,0 +1,40 @@
+"""The projection to the vocabulary, computed in column slices on CPU.
+
+One GEMM whose output is a whole vocabulary wide (thousands of columns) runs well below the
+machine's matmul rate on CPU: on the Multi30k reference shapes (7,795 types, 256 inputs) ~80
+GFLOP/s on 2 threads and ~47 on one, where 1,024-column slices of the same product run at ~120
+and ~64 (AVX2, torch 2.13; benchmarks/train_speed.py and translate_speed.py, docs/benchmarks.md).
+Training's fused output layer (``train/loss.py``) and the decoders' output layers use it. Under
+``torch.compile`` it is one ``F.linear``: inductor's frozen linear does better than the slices
+there (compiled beam search 119 sent/s whole, 102 sliced).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+SLICE_COLUMNS = 1024
+
+
+def project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``F.linear(x, weight, bias)``: x (..., H), weight (V, H) -> (..., V), in column slices on
+    CPU when V is wider than one slice."""
+    vocab = weight.size(0)
+    if x.device.type != "cpu" or vocab <= SLICE_COLUMNS or torch.compiler.is_compiling():
+        return nn.functional.linear(x, weight, bias)
+    rows = x.reshape(-1, x.size(-1))
+    out = rows.new_empty(rows.size(0), vocab)
+    for j in range(0, vocab, SLICE_COLUMNS):
+        k = min(j + SLICE_COLUMNS, vocab)
+        w = weight[j:k].t()
+        out[:, j:k] = rows @ w if bias is None else torch.addmm(bias[j:k], rows, w)
+    return out.view(*x.shape[:-1], vocab)
+
+
+def output_logits(layer: nn.Module, x: Tensor) -> Tensor:
+    """``layer(x)`` for an output layer: a float ``nn.Linear`` goes through :func:`project`;
+    anything else (int8, quantized) is called as it is."""
+    if type(layer) is nn.Linear:
+        return project(x, layer.weight, layer.bias)
+    return layer(x)

@@ -1,0 +1,46 @@
+"""The sliced vocabulary projection equals F.linear, and quantized layers are left alone."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import seq2seq.nn.projection as projection
+from seq2seq.nn.projection import output_logits, project
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(7, 16), (3, 4, 16)])
+def test_slices_equal_f_linear(monkeypatch, bias, shape):
+    monkeypatch.setattr(projection, "SLICE_COLUMNS", 4)  # 11 columns: slices of 4, 4 and 3
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 11, bias=bias)
+    x = torch.randn(*shape)
+    got = output_logits(layer, x)
+    assert got.shape == (*shape[:-1], 11)
+    torch.testing.assert_close(got, F.linear(x, layer.weight, layer.bias))
+
+
+def test_gradients_flow_through_the_slices(monkeypatch):
+    monkeypatch.setattr(projection, "SLICE_COLUMNS", 3)
+    torch.manual_seed(0)
+    w, b, x = (torch.randn(*s, requires_grad=True) for s in [(8, 5), (8,), (4, 5)])
+    project(x, w, b).square().sum().backward()
+    ours = [t.grad.clone() for t in (w, b, x)]
+    for t in (w, b, x):
+        t.grad = None
+    F.linear(x, w, b).square().sum().backward()
+    for o, t in zip(ours, (w, b, x)):
+        torch.testing.assert_close(o, t.grad)
+
+
+def test_other_layers_are_called_as_they_are():
+    calls = []
+
+    class Quantized(nn.Module):
+        def forward(self, x):
+            calls.append(x.shape)
+            return x
+
+    x = torch.randn(2, 3)
+    assert output_logits(Quantized(), x) is x and calls == [(2, 3)]
