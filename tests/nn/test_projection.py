@@ -13,6 +13,7 @@ from seq2seq.nn.projection import output_logits, project
 @pytest.mark.parametrize("shape", [(7, 16), (3, 4, 16)])
 def test_slices_equal_f_linear(monkeypatch, bias, shape):
     monkeypatch.setattr(projection, "SLICE_COLUMNS", 4)  # 11 columns: slices of 4, 4 and 3
+    monkeypatch.setattr(projection, "SLICE_MIN_ROWS", 1)
     torch.manual_seed(0)
     layer = nn.Linear(16, 11, bias=bias)
     x = torch.randn(*shape)
@@ -23,6 +24,7 @@ def test_slices_equal_f_linear(monkeypatch, bias, shape):
 
 def test_gradients_flow_through_the_slices(monkeypatch):
     monkeypatch.setattr(projection, "SLICE_COLUMNS", 3)
+    monkeypatch.setattr(projection, "SLICE_MIN_ROWS", 1)
     torch.manual_seed(0)
     w, b, x = (torch.randn(*s, requires_grad=True) for s in [(8, 5), (8,), (4, 5)])
     project(x, w, b).square().sum().backward()

@@ -85,6 +85,7 @@ def test_output_layer_nll_equals_projection_then_loss(eps, bias, monkeypatch):
 
     monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", 30)  # 2 rows per chunk: many chunks
     monkeypatch.setattr(projection, "SLICE_COLUMNS", 5)  # logits in 3 slices, the last short
+    monkeypatch.setattr(projection, "SLICE_MIN_ROWS", 1)
     torch.manual_seed(3)
     hidden = torch.randn(3, 5, 4, dtype=torch.float64)
     layer = torch.nn.Linear(4, 13, bias=bias).double()

@@ -15,15 +15,21 @@ import torch
 from torch import Tensor, nn
 
 SLICE_COLUMNS = 1024
+SLICE_MIN_ROWS = 128  # below this the whole product is as fast or faster (32 rows: 102 vs 91)
 
 
 def project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """``F.linear(x, weight, bias)``: x (..., H), weight (V, H) -> (..., V), in column slices on
-    CPU when V is wider than one slice."""
+    CPU when V is wider than one slice and there are at least SLICE_MIN_ROWS rows."""
     vocab = weight.size(0)
-    if x.device.type != "cpu" or vocab <= SLICE_COLUMNS or torch.compiler.is_compiling():
-        return nn.functional.linear(x, weight, bias)
     rows = x.reshape(-1, x.size(-1))
+    if (
+        x.device.type != "cpu"
+        or vocab <= SLICE_COLUMNS
+        or rows.size(0) < SLICE_MIN_ROWS
+        or torch.compiler.is_compiling()
+    ):
+        return nn.functional.linear(x, weight, bias)
     out = rows.new_empty(rows.size(0), vocab)
     for j in range(0, vocab, SLICE_COLUMNS):
         k = min(j + SLICE_COLUMNS, vocab)
