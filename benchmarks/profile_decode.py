@@ -1,6 +1,7 @@
 """Where beam-search time goes: ``torch.profiler`` around ``Translator.hypotheses`` on every
 --every'th line of SRC, after a warm-up batch (which also compiles). Prints the profiler's table of
-operators by self CPU time, then the share of the linear layers. Run from the repository root:
+operators by self CPU time (--by-shape: per input shapes), then the share of the linear layers.
+Run from the repository root:
 
     python benchmarks/profile_decode.py runs/bench/transformer_285s_float32/last.pt \\
         ../shared/data/multi30k/test_2016_flickr.en --engine compiled --every 4
@@ -33,6 +34,7 @@ def main() -> None:
     p.add_argument("--every", type=int, default=4, help="profile every N-th source line")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rows", type=int, default=30, help="operators in the table")
+    p.add_argument("--by-shape", action="store_true", help="one row per operator and input shapes")
     args = p.parse_args()
     tune_malloc()
     torch.set_num_threads(args.threads)
@@ -44,9 +46,9 @@ def main() -> None:
     )
     options = SearchOptions(beam_size=5, max_len=100, max_len_ratio=1e9, early_stop=True)
     translator.hypotheses(sources[:64], options, 32)  # warm-up (and compilation)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=args.by_shape) as prof:
         translator.hypotheses(sources, options, 32)
-    events = prof.key_averages()
+    events = prof.key_averages(group_by_input_shape=args.by_shape)
     print(events.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     total = sum(e.self_cpu_time_total for e in events)
     linear = sum(e.self_cpu_time_total for e in events if e.key in LINEAR)
