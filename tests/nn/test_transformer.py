@@ -153,7 +153,7 @@ def test_cpu_training_path_equals_sdpa(monkeypatch, causal):
     expected, _ = mha(q, k, v, mask, causal=causal)
     calls = []
     monkeypatch.setattr(
-        "seq2seq.nn.transformer.dropout", lambda x, p, training: calls.append(p) or x
+        "seq2seq.nn.transformer_layers.dropout", lambda x, p, training: calls.append(p) or x
     )
     got, _ = mha.train()(q, k, v, mask, causal=causal)
     assert calls == [0.3]
