@@ -45,7 +45,8 @@ class _MaskedScale(torch.autograd.Function):
         return torch.where(keep, grad * ctx.scale, 0.0), None, None
 
 
-def _fast(x: Tensor, p: float, training: bool) -> bool:
+def uses_cheap_mask(x: Tensor, p: float, training: bool) -> bool:
+    """Whether :func:`dropout` of ``x`` takes the cheap mask (else it is ``F.dropout``)."""
     return (
         training
         and 0.0 < p < 1.0
@@ -57,7 +58,7 @@ def _fast(x: Tensor, p: float, training: bool) -> bool:
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """``F.dropout(x, p, training)`` with the cheaper CPU mask."""
-    if not _fast(x, p, training):
+    if not uses_cheap_mask(x, p, training):
         return F.dropout(x, p, training)
     keep, scale = _keep_mask(x.shape, p, x.device)
     return _MaskedScale.apply(x, keep, scale)

@@ -1,12 +1,12 @@
 """The projection to the vocabulary, computed in column slices on CPU.
 
 One GEMM whose output is a whole vocabulary wide (thousands of columns) runs well below the
-machine's matmul rate on CPU: on the Multi30k reference shapes (7,795 types, 256 inputs) ~80
-GFLOP/s on 2 threads and ~47 on one, where 1,024-column slices of the same product run at ~120
-and ~64 (AVX2, torch 2.13; benchmarks/train_speed.py and translate_speed.py, docs/benchmarks.md).
-Training's fused output layer (``train/loss.py``) and the decoders' output layers use it. Under
-``torch.compile`` it is one ``F.linear``: inductor's frozen linear does better than the slices
-there (compiled beam search 119 sent/s whole, 102 sliced).
+machine's matmul rate on CPU: on the Multi30k reference shapes (7,795 types, 256 inputs) 90-96
+GFLOP/s for 269-538 rows on 2 threads and 42 for 160 rows on one, where 1,024-column slices of the
+same product run at 130-133 and 63 (AVX2, torch 2.13; ``benchmarks/kernels.py``, tables in
+docs/bench/kernels-2026-11-30-*.md). Training's fused output layer (``train/loss.py``) and the
+decoders' output layers use it. Under ``torch.compile`` it is one ``F.linear``: inductor's frozen
+linear does better than the slices there (compiled beam search 119 sent/s whole, 102 sliced).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 SLICE_COLUMNS = 1024
-SLICE_MIN_ROWS = 128  # below this the whole product is as fast or faster (32 rows: 102 vs 91)
+SLICE_MIN_ROWS = 128  # below, one product is as fast (32 rows, 2 threads: ~100 GFLOP/s either way)
 
 
 def project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

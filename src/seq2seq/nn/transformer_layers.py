@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dropout import Dropout, dropout
+from .dropout import Dropout, dropout, uses_cheap_mask
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
@@ -67,9 +67,9 @@ class MultiHeadAttention(nn.Module):
         weights = None
         if need_weights and causal:
             raise ValueError("need_weights is only supported without a causal mask")
-        if need_weights or (p > 0 and q.device.type == "cpu"):
-            # written out where the weights are wanted, and for CPU training, where SDPA's
-            # attention dropout takes the slow per-element Bernoulli mask (see .dropout)
+        if need_weights or uses_cheap_mask(q, p, self.training):
+            # written out where the weights are wanted, and where .dropout's cheap mask applies
+            # (CPU training): SDPA's own attention dropout draws one Bernoulli sample per weight
             scores = q @ keys.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, h, T, S)
             if causal:
                 t, s = scores.shape[-2:]
