@@ -35,6 +35,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rows", type=int, default=30, help="operators in the table")
     p.add_argument("--by-shape", action="store_true", help="one row per operator and input shapes")
+    p.add_argument("--shortlist", help="decode over this vocabulary shortlist (seq2seq shortlist)")
     args = p.parse_args()
     tune_malloc()
     torch.set_num_threads(args.threads)
@@ -43,6 +44,7 @@ def main() -> None:
         args.model,
         quantize_to=None if args.precision == "float32" else "int8",
         compile=args.engine == "compiled",
+        shortlist=args.shortlist,
     )
     options = SearchOptions(beam_size=5, max_len=100, max_len_ratio=1e9, early_stop=True)
     translator.hypotheses(sources[:64], options, 32)  # warm-up (and compilation)
@@ -53,7 +55,8 @@ def main() -> None:
     total = sum(e.self_cpu_time_total for e in events)
     linear = sum(e.self_cpu_time_total for e in events if e.key in LINEAR)
     print(
-        f"# {len(sources)} sentences, {args.precision}, {args.engine}, {args.threads} thread(s): "
+        f"# {len(sources)} sentences, {args.precision}, {args.engine}, {args.threads} thread(s)"
+        f"{', shortlist' if args.shortlist else ''}: "
         f"linear layers {100 * linear / total:.1f}% of self CPU time"
     )
 

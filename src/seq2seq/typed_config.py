@@ -23,6 +23,12 @@ class ConfigError(ValueError):
     """A config value is unknown, of the wrong type or impossible; the message names the key."""
 
 
+def require(ok: bool, path: str, value: Any, expected: str) -> None:
+    """Raises ``path: expected EXPECTED, got VALUE`` unless ``ok``: the common form of a check."""
+    if not ok:
+        raise ConfigError(f"{path}: expected {expected}, got {value!r}")
+
+
 def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if tp is bool:
