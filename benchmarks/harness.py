@@ -12,8 +12,9 @@ Sections (``--sections``, default all three):
              --seconds each, parsed by its summarize.py.
   translate  benchmarks/translate_speed.py on test_2016_flickr, batch 32, at most 100 output
              tokens (the anchors' rule), beam 5 and greedy (--beam-sizes), float32 and int8,
-             eager and compiled (--engines), one process with 2 threads and 2 processes with 1
-             thread. Beam search ends a sentence when its best continuation ends, as the anchors
+             eager and compiled (--engines), one process with 2 threads, 2 processes with 1
+             thread, and one process with 2 decoding workers of 1 thread (translate --workers 2
+             --threads 1). Beam search ends a sentence when its best continuation ends, as the anchors
              do (--stops early; full: when 5 hypotheses have ended, our default; --stops early
              full gives both). The model is the reference Transformer trained for --seconds with
              the anchors' settings (runs/bench/transformer_<S>s, trained once; like for like with
@@ -237,7 +238,7 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
     updates = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]["step"]
     models = [(f"reference Transformer, {args.seconds} s, {updates} updates", str(run / "last.pt"))]
     recipe = Path("runs/recipes/multi30k_en_de_transformer/averaged.pt")
-    if recipe.exists():
+    if recipe.exists() and not args.skip_recipe_model:
         models.append(("recipe Transformer (60 min)", str(recipe)))
     vocabs = []
     if args.shortlist:  # built from the training text for each model (a few seconds)
@@ -264,6 +265,7 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                 "--layouts",
                 "1x2",
                 "2x1",
+                "2w1",
                 "--max-len",
                 "100",
                 "--max-len-ratio",
@@ -530,6 +532,12 @@ def main() -> None:
         "the Multi30k training text; an approximation: compare the BLEU)",
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--skip-recipe-model",
+        action="store_true",
+        help="translate rows of the reference model only, even where runs/recipes/ has the "
+        "en->de recipe model",
+    )
     p.add_argument("--beam-sizes", type=int, nargs="+", default=[5, 1], help="our translation rows")
     p.add_argument(
         "--engines",

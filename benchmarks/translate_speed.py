@@ -29,7 +29,7 @@ from seq2seq.search import SearchOptions
 
 
 def _worker(setting, sentences, options, batch_size, threads, repeat, barrier, queue, rank):  # noqa: ANN001
-    """setting: model, precision, engine and shortlist of the row."""
+    """setting: model, precision, engine, shortlist and decoding workers (threads) of the row."""
     import torch
 
     from seq2seq.runtime import tune_malloc
@@ -43,12 +43,14 @@ def _worker(setting, sentences, options, batch_size, threads, repeat, barrier, q
         compile=setting["engine"] == "compiled",
         shortlist=setting["shortlist"],
     )
-    translator.hypotheses(sentences[:batch_size], options, batch_size)  # warm-up (and compile)
+    decoders = setting["decoders"]
+    warm = sentences[: batch_size * decoders]  # warm-up (and compile), every decoding thread
+    translator.hypotheses(warm, options, batch_size, workers=decoders)
     spans = []
     for _ in range(repeat):  # every worker starts each timed run together
         barrier.wait()
         start = time.time()
-        nbest = translator.hypotheses(sentences, options, batch_size)
+        nbest = translator.hypotheses(sentences, options, batch_size, workers=decoders)
         spans.append((start, time.time()))
     hyps = [translator.detokenize(n[0].tokens) for n in nbest]
     tokens = sum(len(n[0].tokens) + 1 for n in nbest)
@@ -66,9 +68,12 @@ def timed(  # noqa: ANN001
     threads,
     repeat=1,
     shortlist=None,
+    decoders=1,
 ):
     """(seconds, hypotheses in input order, output tokens incl. <eos>) with ``workers`` processes
-    of ``threads`` threads; the sources are dealt by length so each worker gets a similar load.
+    of ``threads`` threads (``decoders`` > 1: one process whose ``decoders`` threads decode
+    batches at once, ``translate --workers``); the sources are dealt by length so each worker
+    gets a similar load.
     With ``repeat``, the workers translate their shares that many times (loaded and compiled
     once) and the fastest run counts."""
     ctx = mp.get_context("spawn")
@@ -79,7 +84,13 @@ def timed(  # noqa: ANN001
         ctx.Process(
             target=_worker,
             args=(
-                {"model": model, "precision": precision, "engine": engine, "shortlist": shortlist},
+                {
+                    "model": model,
+                    "precision": precision,
+                    "engine": engine,
+                    "shortlist": shortlist,
+                    "decoders": decoders,
+                },
                 [sources[i] for i in shard],
                 options,
                 batch_size,
@@ -109,6 +120,23 @@ def timed(  # noqa: ANN001
     return seconds, hyps, sum(r[3] for r in results)
 
 
+def parse_layout(layout: str) -> tuple[int, int, int, str]:
+    """``PxT``: P processes of T threads; ``WwT``: one process, W decoding threads (``translate
+    --workers W``) of T intra-op threads each. Returns (processes, decoding threads, intra-op
+    threads, label)."""
+    try:
+        if "w" in layout:
+            decoders, threads = (int(x) for x in layout.split("w"))
+            plural = "s" if threads > 1 else ""
+            return 1, decoders, threads, f"{decoders} workers x {threads} thread{plural}, 1 process"
+        workers, threads = (int(x) for x in layout.split("x"))
+    except ValueError:
+        raise SystemExit(
+            f"--layouts: expected PxT or WwT (e.g. 1x2, 2x1, 2w1), got {layout!r}"
+        ) from None
+    return workers, 1, threads, f"{workers} x {threads} thread" + ("s" if threads > 1 else "")
+
+
 def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
     pairs = read_parallel(src, ref)[: args.limit]
     sources, refs = [s for s, _ in pairs], [r for _, r in pairs]
@@ -121,7 +149,7 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
         combos = [(p, e, v) for v in args.vocabs for e in args.engines for p in args.precisions]
         for precision, engine, vocab in combos:
             for layout in args.layouts:
-                workers, threads = (int(x) for x in layout.split("x"))
+                workers, decoders, threads, label = parse_layout(layout)
                 best, hyps, tokens = timed(
                     model,
                     precision,
@@ -133,6 +161,7 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
                     threads,
                     args.repeat,
                     args.shortlist if vocab == "shortlist" else None,
+                    decoders,
                 )
                 row = {
                     "model": model,
@@ -142,7 +171,7 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
                     "precision": precision,
                     "engine": engine,
                     "vocab": vocab,
-                    "layout": f"{workers} x {threads} thread" + ("s" if threads > 1 else ""),
+                    "layout": label,
                     "sentences": len(sources),
                     "seconds": round(best, 3),
                     "sent_per_s": round(len(sources) / best, 1),
@@ -201,7 +230,13 @@ def main() -> None:
         help="shortlist: decode over the vocabulary shortlist --shortlist (seq2seq.shortlist)",
     )
     p.add_argument("--shortlist", help="shortlist file for --vocabs shortlist (seq2seq shortlist)")
-    p.add_argument("--layouts", nargs="+", default=["1x2"], help="WORKERSxTHREADS, e.g. 1x2 2x1")
+    p.add_argument(
+        "--layouts",
+        nargs="+",
+        default=["1x2"],
+        help="PROCESSESxTHREADS (e.g. 1x2, 2x1) or WORKERSwTHREADS: one process with "
+        "translate --workers WORKERS of THREADS each (e.g. 2w1)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-len", type=int, default=512)
     p.add_argument("--max-len-ratio", type=float, default=2.0, help="0: no ratio cap")

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,40 @@ def test_translate_file_and_python_api_agree(trained, capsys):
     assert len(lines) == len(sources) == 20
     api = seq2seq.load(run / "last.pt").translate(sources, beam_size=3, batch_size=5)
     assert api == lines  # order restored, batch size changes nothing
+
+
+def test_workers_change_no_translation_score_or_seeded_sample(
+    trained, tmp_path, monkeypatch, capsys
+):
+    work, data, run = trained
+    out = tmp_path / "hyp.txt"
+
+    def cli(*extra):
+        args = ["translate", str(run / "last.pt"), "--input", f"{data}/test.src"]
+        assert main([*args, "--output", str(out), "--batch-size", "3", "-q", *extra]) == 0
+        return out.read_text()
+
+    import seq2seq.translator as translator_mod
+
+    names = set()
+    search = translator_mod.search
+
+    def spy(*args, **kwargs):
+        names.add(threading.current_thread().name)
+        return search(*args, **kwargs)
+
+    beam = cli("--beam-size", "3", "--n-best", "2")  # 20 sentences: 7 batches
+    monkeypatch.setattr(translator_mod, "search", spy)
+    assert cli("--beam-size", "3", "--n-best", "2", "--workers", "3", "--threads", "1") == beam
+    assert names and all(n.startswith("decode") for n in names) and len(names) <= 3
+    sample = ["--sample", "--num-samples", "2", "--temperature", "2.0", "--seed", "5"]
+    assert cli(*sample, "--workers", "2") == cli(*sample)  # batch i draws from its own seed
+    assert cli(*sample) != cli(*sample[:-1], "6")
+
+    assert main(["translate", str(run / "last.pt"), "--workers", "0"]) != 0
+    assert "--workers: expected an integer >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        seq2seq.load(run / "last.pt").hypotheses(["abc"], workers=0)
 
 
 def test_translate_stdin_to_stdout_via_console_script(trained):

@@ -239,6 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
             help="compile the encoder and decoder step with torch.compile (weights frozen): "
             "faster decoding after a one-off compilation of tens of seconds; needs a C++ compiler",
         )
+        sp.add_argument(
+            "--workers",
+            type=int,
+            default=1,
+            help="decode this many batches at once, each in its own thread on the one model "
+            "(like CTranslate2's inter_threads); --threads is then per worker, by default the "
+            "CPU threads divided among the workers",
+        )
         g = sp.add_argument_group("search")
         g.add_argument("--beam-size", type=int, default=5, help="1 = greedy (default: 5)")
         g.add_argument(

@@ -62,8 +62,13 @@ def _load_translator(args: argparse.Namespace):
 
     from .translator import load
 
+    workers = getattr(args, "workers", 1)
+    if workers < 1:
+        raise ValueError(f"--workers: expected an integer >= 1, got {workers}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    elif workers > 1:  # the CPU threads shared among the workers
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
     return load(
         args.checkpoint,
         quantize_to=args.quantize,
@@ -123,7 +128,9 @@ def _write_attention(results: list, directory: str) -> None:
 def _translate_lines(translator, lines: list[str], options, args, progress: bool = False) -> str:
     by_attention = bool(args.attention or args.alignment or args.replace_unk)
     attention = by_attention or bool(args.json and args.with_attention)
-    nbests = translator.hypotheses(lines, options, args.batch_size, attention, progress=progress)
+    nbests = translator.hypotheses(
+        lines, options, args.batch_size, attention, progress=progress, workers=args.workers
+    )
     best = [None] * len(lines)
     if by_attention:
         best = translator.with_attention(lines, nbests, args.replace_unk)
@@ -195,7 +202,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     sources, refs = [s for s, _ in pairs], [r for _, r in pairs]
     start = time.perf_counter()
     nbests = translator.hypotheses(
-        sources, options, args.batch_size, progress=not args.quiet and sys.stderr.isatty()
+        sources,
+        options,
+        args.batch_size,
+        progress=not args.quiet and sys.stderr.isatty(),
+        workers=args.workers,
     )
     seconds = time.perf_counter() - start
     hyps = [translator.detokenize(n[0].tokens) for n in nbests]

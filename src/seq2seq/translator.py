@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,30 +28,17 @@ from .train.checkpoint import load_checkpoint, resolve_checkpoint
 log = logging.getLogger(__name__)
 
 
-def decode_batches(
-    model: torch.nn.Module,
-    data: ParallelData,
-    options: SearchOptions,
-    batch_size: int = 64,
-    return_attention: bool = False,
-    device: torch.device | str = "cpu",
-    restrict: Restrictor | None = None,
-) -> Iterator[tuple[list[int], list[list[Hypothesis]]]]:
-    """Decodes ``data`` in batches of similar length; yields (dataset indices, n-best lists).
-    Sampling draws from a generator seeded with ``options.seed`` (or torch's global one).
-    ``restrict``: a vocabulary shortlist bound to ``model`` (:mod:`seq2seq.shortlist`)."""
-    was_training = model.training
-    model.eval()
-    generator = None
-    if options.sample and options.seed is not None:
-        generator = torch.Generator(device=device).manual_seed(options.seed)
-    try:
-        for idx in bucket_batches(data.lengths(), batch_size=batch_size, shuffle=False):
-            batch = data.batch(idx).to(device)
-            m = model if restrict is None else restrict(batch.src)
-            yield idx, search(m, batch.src, batch.src_mask, options, return_attention, generator)
-    finally:
-        model.train(was_training)
+def batch_generators(
+    options: SearchOptions, batches: int, device: torch.device | str = "cpu"
+) -> list[torch.Generator | None]:
+    """One random generator per batch for seeded sampling (else None: torch's global one). A
+    generator seeded with ``options.seed`` draws the seed of each batch in order, so batch i
+    samples the same way however many workers decode the batches, and in whatever order."""
+    if not (options.sample and options.seed is not None):
+        return [None] * batches
+    base = torch.Generator().manual_seed(options.seed)
+    seeds = torch.randint(0, 2**62, (batches,), generator=base).tolist()
+    return [torch.Generator(device=device).manual_seed(s) for s in seeds]
 
 
 def decode_all(
@@ -62,16 +50,48 @@ def decode_all(
     device: torch.device | str = "cpu",
     progress: bool = False,
     restrict: Restrictor | None = None,
+    workers: int = 1,
 ) -> list[list[Hypothesis]]:
-    """n-best lists for every example of ``data``, in the original order."""
+    """n-best lists for every example of ``data``, in the original order, decoded in batches of
+    similar length. ``restrict``: a vocabulary shortlist bound to ``model``
+    (:mod:`seq2seq.shortlist`). ``workers`` > 1 decodes that many batches at once, each in its
+    own thread, on the one model in memory; each worker's operators then run on torch's
+    intra-op thread count as set when called (``--workers 2 --threads 1`` on two cores, like
+    CTranslate2's ``inter_threads``). The results do not depend on ``workers``."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    batches = list(bucket_batches(data.lengths(), batch_size=batch_size, shuffle=False))
+    generators = batch_generators(options, len(batches), device)
+    threads = torch.get_num_threads()
+
+    def decode(i: int) -> tuple[list[int], list[list[Hypothesis]]]:
+        if workers > 1:
+            torch.set_num_threads(threads)  # OpenMP keeps the thread count per thread
+        batch = data.batch(batches[i]).to(device)
+        m = model if restrict is None else restrict(batch.src)
+        nbest = search(m, batch.src, batch.src_mask, options, return_attention, generators[i])
+        return batches[i], nbest
+
     out: list[list[Hypothesis]] = [[] for _ in range(len(data))]
     bar = tqdm(total=len(data), unit="sent", desc="translate", disable=not progress)
-    batches = decode_batches(model, data, options, batch_size, return_attention, device, restrict)
-    for idx, nbest in batches:
-        for i, hyps in zip(idx, nbest):
-            out[i] = hyps
-        bar.update(len(idx))
-    bar.close()
+    was_training = model.training
+    model.eval()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers > 1 else None
+    try:
+        results = (
+            map(decode, range(len(batches)))
+            if pool is None
+            else pool.map(decode, range(len(batches)))
+        )
+        for idx, nbest in results:
+            for i, hyps in zip(idx, nbest):
+                out[i] = hyps
+            bar.update(len(idx))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        model.train(was_training)
+        bar.close()
     return out
 
 
@@ -193,8 +213,10 @@ class Translator:
         batch_size: int = 64,
         return_attention: bool = False,
         progress: bool = False,
+        workers: int = 1,
     ) -> list[list[Hypothesis]]:
-        """n-best :class:`Hypothesis` lists (token ids, scores, attention) per input sentence."""
+        """n-best :class:`Hypothesis` lists (token ids, scores, attention) per input sentence;
+        ``workers``: batches decoded at once, each in its own thread (:func:`decode_all`)."""
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         return decode_all(
@@ -206,6 +228,7 @@ class Translator:
             self.device,
             progress,
             self.restrict,
+            workers,
         )
 
     def translate(
