@@ -10,7 +10,14 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
-from .cli_decode import cmd_evaluate, cmd_score, cmd_shortlist, cmd_translate
+from .cli_decode import (
+    add_decoding_options,
+    add_model_options,
+    cmd_evaluate,
+    cmd_score,
+    cmd_shortlist,
+    cmd_translate,
+)
 
 EXAMPLES = """\
 examples:
@@ -218,99 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=cmd_train)
 
-    def model_options(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument(
-            "checkpoint",
-            metavar="RUN_DIR_OR_CHECKPOINT",
-            nargs="+",
-            help="a checkpoint file, or a run directory (uses best.pt, else last.pt); "
-            "several: an ensemble (same vocabularies), log-probabilities averaged",
-        )
-        sp.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
-        sp.add_argument("--quantize", choices=["int8"], help="CPU dynamic quantization")
-        sp.add_argument("--threads", type=int, help="torch CPU threads")
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-    def decoding_options(sp: argparse.ArgumentParser) -> None:
-        model_options(sp)
-        sp.add_argument(
-            "--compile",
-            action="store_true",
-            help="compile the encoder and decoder step with torch.compile (weights frozen): "
-            "faster decoding after a one-off compilation of tens of seconds; needs a C++ compiler",
-        )
-        sp.add_argument(
-            "--workers",
-            type=int,
-            default=1,
-            help="decode this many batches at once, each in its own thread on the one model "
-            "(like CTranslate2's inter_threads); --threads is then per worker, by default the "
-            "CPU threads divided among the workers",
-        )
-        g = sp.add_argument_group("search")
-        g.add_argument("--beam-size", type=int, default=5, help="1 = greedy (default: 5)")
-        g.add_argument(
-            "--n-best", type=int, help="print the K best with scores (K lines per input)"
-        )
-        g.add_argument("--max-len", type=int, default=512, help="absolute output limit (tokens)")
-        g.add_argument(
-            "--max-len-ratio",
-            type=float,
-            default=2.0,
-            help="outputs stop at RATIO * source length + OFFSET tokens",
-        )
-        g.add_argument("--max-len-offset", type=int, default=10)
-        g.add_argument("--min-len", type=int, default=0, help="no <eos> before this many tokens")
-        g.add_argument(
-            "--min-len-ratio",
-            type=float,
-            default=0.0,
-            help="no <eos> before RATIO * source length tokens",
-        )
-        g.add_argument("--ban-unk", action="store_true", help="never output <unk>")
-        g.add_argument(
-            "--no-repeat-ngram",
-            type=int,
-            default=0,
-            metavar="N",
-            help="never repeat an n-gram of this size",
-        )
-        g.add_argument(
-            "--length-penalty",
-            choices=["norm", "gnmt"],
-            default="norm",
-            help="norm: log_prob / length**alpha; gnmt: Wu et al. 2016",
-        )
-        g.add_argument("--alpha", type=float, default=1.0, help="length penalty strength")
-        g.add_argument(
-            "--coverage-penalty",
-            type=float,
-            default=0.0,
-            metavar="BETA",
-            help="GNMT coverage penalty weight",
-        )
-        g.add_argument(
-            "--shortlist",
-            metavar="FILE",
-            help="score only the target tokens of a vocabulary shortlist built for this model "
-            "(`seq2seq shortlist`): faster, an approximation",
-        )
-        g.add_argument(
-            "--early-stop",
-            action="store_true",
-            help="end a sentence when its best continuation ends, as OpenNMT-py and CTranslate2 do "
-            "(default: when beam-size hypotheses have ended)",
-        )
-        g = sp.add_argument_group("sampling")
-        g.add_argument("--sample", action="store_true", help="sample instead of searching")
-        g.add_argument("--num-samples", type=int, default=1, help="samples per input")
-        g.add_argument("--temperature", type=float, default=1.0)
-        g.add_argument("--top-k", type=int, default=0, help="sample among the K best (0: all)")
-        g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
-        g.add_argument("--seed", type=int, help="sampling seed (repeatable output)")
-
     tl = sub.add_parser("translate", help="translate text with a trained model or an ensemble")
-    decoding_options(tl)
+    add_decoding_options(tl)
     tl.add_argument("--input", help="input file, one sentence per line (default: stdin)")
     tl.add_argument("--output", help="output file (default: stdout)")
     tl.add_argument(
@@ -352,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="translate a test set and score it (BLEU, chrF, TER, "
         "exact match, WER, CER, perplexity)",
     )
-    decoding_options(ev)
+    add_decoding_options(ev)
     ev.add_argument("--src", required=True, help="source file")
     ev.add_argument("--ref", required=True, help="reference file, aligned with --src")
     ev.add_argument("--output", help="also write the translations to this file")
@@ -374,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser(
         "score", help="force-decode references: per-sentence log-probability and perplexity"
     )
-    model_options(sc)
+    add_model_options(sc)
     sc.add_argument("--src", required=True, help="source file")
     sc.add_argument("--ref", required=True, help="target file to score, aligned with --src")
     sc.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -384,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         "shortlist",
         help="build a vocabulary shortlist for faster decoding (IBM Model 1 on training text)",
     )
-    model_options(sl)
+    add_model_options(sl)
     sl.add_argument("--src", required=True, help="training source file")
     sl.add_argument("--tgt", required=True, help="training target file, aligned with --src")
     sl.add_argument("--out", required=True, help="shortlist file to write")

@@ -1,6 +1,7 @@
-"""The ``translate``, ``score`` and ``evaluate`` commands of the ``seq2seq`` command line: reading
-input, search options from the arguments, output formats (n-best, scores, attention files) and the
-evaluation report. ``cli.py`` builds the parser and dispatches here."""
+"""The ``translate``, ``score``, ``evaluate`` and ``shortlist`` commands of the ``seq2seq``
+command line: their arguments, reading input, search options from the arguments, output formats
+(n-best, scores, attention files) and the evaluation report. ``cli.py`` builds the parser and
+dispatches here."""
 
 from __future__ import annotations
 
@@ -16,6 +17,100 @@ if TYPE_CHECKING:
     from .search import SearchOptions
 
 log = logging.getLogger("seq2seq")
+
+
+def add_model_options(sp: argparse.ArgumentParser) -> None:
+    """The arguments of every command that loads a model: checkpoints, batch size, threads."""
+    sp.add_argument(
+        "checkpoint",
+        metavar="RUN_DIR_OR_CHECKPOINT",
+        nargs="+",
+        help="a checkpoint file, or a run directory (uses best.pt, else last.pt); "
+        "several: an ensemble (same vocabularies), log-probabilities averaged",
+    )
+    sp.add_argument("--batch-size", type=int, default=64, help="sentences per batch")
+    sp.add_argument("--quantize", choices=["int8"], help="CPU dynamic quantization")
+    sp.add_argument("--threads", type=int, help="torch CPU threads")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def add_decoding_options(sp: argparse.ArgumentParser) -> None:
+    """The model arguments plus the engine, search and sampling ones (``_search_options``
+    reads them), for ``translate`` and ``evaluate``."""
+    add_model_options(sp)
+    sp.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the encoder and decoder step with torch.compile (weights frozen): "
+        "faster decoding after a one-off compilation of tens of seconds; needs a C++ compiler",
+    )
+    sp.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="decode this many batches at once, each in its own thread on the one model "
+        "(like CTranslate2's inter_threads); --threads is then per worker, by default the "
+        "CPU threads divided among the workers",
+    )
+    g = sp.add_argument_group("search")
+    g.add_argument("--beam-size", type=int, default=5, help="1 = greedy (default: 5)")
+    g.add_argument("--n-best", type=int, help="print the K best with scores (K lines per input)")
+    g.add_argument("--max-len", type=int, default=512, help="absolute output limit (tokens)")
+    g.add_argument(
+        "--max-len-ratio",
+        type=float,
+        default=2.0,
+        help="outputs stop at RATIO * source length + OFFSET tokens",
+    )
+    g.add_argument("--max-len-offset", type=int, default=10)
+    g.add_argument("--min-len", type=int, default=0, help="no <eos> before this many tokens")
+    g.add_argument(
+        "--min-len-ratio",
+        type=float,
+        default=0.0,
+        help="no <eos> before RATIO * source length tokens",
+    )
+    g.add_argument("--ban-unk", action="store_true", help="never output <unk>")
+    g.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        default=0,
+        metavar="N",
+        help="never repeat an n-gram of this size",
+    )
+    g.add_argument(
+        "--length-penalty",
+        choices=["norm", "gnmt"],
+        default="norm",
+        help="norm: log_prob / length**alpha; gnmt: Wu et al. 2016",
+    )
+    g.add_argument("--alpha", type=float, default=1.0, help="length penalty strength")
+    g.add_argument(
+        "--coverage-penalty",
+        type=float,
+        default=0.0,
+        metavar="BETA",
+        help="GNMT coverage penalty weight",
+    )
+    g.add_argument(
+        "--shortlist",
+        metavar="FILE",
+        help="score only the target tokens of a vocabulary shortlist built for this model "
+        "(`seq2seq shortlist`): faster, an approximation",
+    )
+    g.add_argument(
+        "--early-stop",
+        action="store_true",
+        help="end a sentence when its best continuation ends, as OpenNMT-py and CTranslate2 do "
+        "(default: when beam-size hypotheses have ended)",
+    )
+    g = sp.add_argument_group("sampling")
+    g.add_argument("--sample", action="store_true", help="sample instead of searching")
+    g.add_argument("--num-samples", type=int, default=1, help="samples per input")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, default=0, help="sample among the K best (0: all)")
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    g.add_argument("--seed", type=int, help="sampling seed (repeatable output)")
 
 
 def _read_input(path: str | None) -> list[str]:
