@@ -9,11 +9,15 @@
 #   THREADS  torch CPU threads                                         (default: the config's)
 #   SEQ2SEQ  the command                                               (default: seq2seq)
 #   AVERAGE  how many of the last checkpoints to average               (default 5)
+#   AVERAGE_CHOICES  with a dev set (Multi30k: val), the counts to choose among by dev BLEU
+#                                                                      (default "1 2 3 5")
+#   SKIP_TRAIN=1  reuse the trained run in $RUNS/NAME: average, decode and score again only
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 RUNS=${RUNS:-runs/recipes}
 SEQ2SEQ=${SEQ2SEQ:-seq2seq}
 AVERAGE=${AVERAGE:-5}
+AVERAGE_CHOICES=${AVERAGE_CHOICES:-1 2 3 5}
 
 # train NAME CONFIG [--set overrides...]: trains into $RUNS/NAME, recording the wall time.
 train() {
@@ -21,6 +25,11 @@ train() {
   local run=$RUNS/$name extra=()
   [ -n "${MINUTES:-}" ] && extra+=("train.max_minutes=$MINUTES")
   [ -n "${THREADS:-}" ] && extra+=("train.threads=$THREADS")
+  if [ "${SKIP_TRAIN:-0}" = 1 ]; then
+    [ -f "$run/last.pt" ] || { echo "SKIP_TRAIN=1: no trained run in $run (last.pt)" >&2; exit 2; }
+    echo "== $name: SKIP_TRAIN=1, reusing the run trained in $(cat "$run/train_seconds") s"
+    return
+  fi
   mkdir -p "$run"
   local start; start=$(date +%s)
   $SEQ2SEQ train "$config" --out "$run" --set "$@" "${extra[@]}"
@@ -28,14 +37,23 @@ train() {
   echo "== $name: trained in $(cat "$run/train_seconds") s (tokenizers, model, validations)"
 }
 
-# average NAME: averages the last $AVERAGE numbered checkpoints into $RUNS/NAME/averaged.pt
+# average NAME [DEV_SRC DEV_REF]: averages the last $AVERAGE numbered checkpoints into
+# $RUNS/NAME/averaged.pt; with a dev set, the last N for each N of $AVERAGE_CHOICES instead, each
+# decoded on it (beam 5), keeping the best by BLEU (a run stopped while its dev score still climbs
+# does better with fewer; a flat end of training with more)
 average() {
-  local run=$RUNS/$1
+  local run=$RUNS/$1; shift
   local n; n=$(find "$run" -maxdepth 1 -name 'ckpt-*.pt' | wc -l)
-  if [ "$n" -gt 0 ]; then
-    $SEQ2SEQ average "$run" --last "$(( n < AVERAGE ? n : AVERAGE ))" --out "$run/averaged.pt"
-  else
+  if [ "$n" -eq 0 ]; then
     cp "$run/best.pt" "$run/averaged.pt"
+  elif [ $# -eq 2 ]; then
+    local counts=() c
+    for c in $AVERAGE_CHOICES; do [ "$c" -le "$n" ] && counts+=("$c"); done
+    [ ${#counts[@]} -gt 0 ] || counts=("$n")
+    $SEQ2SEQ average "$run" --last "${counts[@]}" --dev "$1" "$2" --out "$run/averaged.pt" \
+      | tee "$run/average.txt"
+  else
+    $SEQ2SEQ average "$run" --last "$(( n < AVERAGE ? n : AVERAGE ))" --out "$run/averaged.pt"
   fi
 }
 
@@ -53,7 +71,7 @@ multi30k() {
   local s=$1 t=$2 arch=$3 m=$DATA/multi30k name=multi30k_$1_$2_$3
   train "$name" "recipes/multi30k/$arch.yaml" "data.train=$m/train" "data.dev=$m/val" \
     "data.src_suffix=$s" "data.tgt_suffix=$t"
-  average "$name"
+  average "$name" "$m/val.$s" "$m/val.$t"
   evaluate "$name" val "$m/val.$s" "$m/val.$t"
   evaluate "$name" test_2016_flickr "$m/test_2016_flickr.$s" "$m/test_2016_flickr.$t"
 }

@@ -76,19 +76,55 @@ def cmd_data_task(args: argparse.Namespace) -> int:
 
 
 def cmd_average(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from . import metrics
+    from .cli_decode import dev_score
     from .train.checkpoint import average_checkpoints, numbered, save_checkpoint
 
-    run = Path(args.run_dir)
-    found = numbered(run, "best" if args.best else "ckpt")
-    n = args.best or args.last
-    if len(found) < n:
+    run, kind = Path(args.run_dir), "best" if args.best else "ckpt"
+    flag, counts = ("--best", args.best) if args.best else ("--last", args.last)
+    counts = list(dict.fromkeys(counts))  # in the order given, each once
+    found = numbered(run, kind)
+    for n in counts:
+        if n < 1:
+            raise ValueError(f"{flag}: expected counts >= 1, got {n}")
+        if len(found) < n:
+            raise ValueError(
+                f"{run}: asked to average {n} checkpoints but found {len(found)} ({kind}-STEP.pt)"
+            )
+    if len(counts) > 1 and not args.dev:
         raise ValueError(
-            f"{run}: asked to average {n} checkpoints but found {len(found)} "
-            f"({'best' if args.best else 'ckpt'}-STEP.pt)"
+            f"{flag} {' '.join(map(str, counts))}: several counts need --dev SRC REF "
+            "to choose among them"
         )
-    paths = [p for _, p in found[-n:]]
-    save_checkpoint(average_checkpoints(paths), args.out)
-    print(f"averaged {', '.join(p.name for p in paths)} into {args.out}")
+    files = {n: [p for _, p in found[-n:]] for n in counts}
+    if not args.dev:
+        save_checkpoint(average_checkpoints(files[counts[0]]), args.out)
+        print(f"averaged {', '.join(p.name for p in files[counts[0]])} into {args.out}")
+        return 0
+    scores = {}
+    with tempfile.TemporaryDirectory(prefix=".average-", dir=Path(args.out).parent) as tmp:
+        for n in counts:
+            candidate = Path(tmp) / f"last-{n}.pt"
+            save_checkpoint(average_checkpoints(files[n]), candidate)
+            scores[n] = dev_score(candidate, args.dev, args.metric, args.beam_size, args.batch_size)
+            print(f"{n} ({', '.join(p.name for p in files[n])}): dev {args.metric} {scores[n]:.2f}")
+        sign = 1 if metrics.HIGHER_IS_BETTER[args.metric] else -1
+        best = max(counts, key=lambda n: sign * scores[n])  # the first of equals
+        chosen = average_checkpoints(files[best])
+    chosen["average_choice"] = {
+        "dev": list(args.dev),
+        "metric": args.metric,
+        "beam_size": args.beam_size,
+        "scores": {str(n): s for n, s in scores.items()},
+        "chosen": best,
+    }
+    save_checkpoint(chosen, args.out)
+    print(
+        f"averaged {', '.join(p.name for p in files[best])} into {args.out} "
+        f"(best dev {args.metric} of {len(counts)} choices: {scores[best]:.2f})"
+    )
     return 0
 
 
@@ -314,9 +350,26 @@ def build_parser() -> argparse.ArgumentParser:
     av = sub.add_parser("average", help="average the parameters of a run's last checkpoints")
     av.add_argument("run_dir", metavar="RUN_DIR")
     which = av.add_mutually_exclusive_group(required=True)
-    which.add_argument("--last", type=int, help="the N most recent ckpt-STEP.pt")
-    which.add_argument("--best", type=int, help="the N kept best-STEP.pt")
+    which.add_argument(
+        "--last", type=int, nargs="+", metavar="N", help="the N most recent ckpt-STEP.pt"
+    )
+    which.add_argument("--best", type=int, nargs="+", metavar="N", help="the N kept best-STEP.pt")
     av.add_argument("--out", required=True, help="output checkpoint file")
+    av.add_argument(
+        "--dev",
+        nargs=2,
+        metavar=("SRC", "REF"),
+        help="choose among several counts (--last 1 2 3 5) by decoding this dev set with "
+        "each average; the best one is written, with every score stored in it",
+    )
+    av.add_argument(
+        "--metric",
+        choices=["bleu", "chrf", "ter", "exact_match", "wer", "cer"],
+        default="bleu",
+        help="dev metric of --dev (default: bleu)",
+    )
+    av.add_argument("--beam-size", type=int, default=5, help="beam of the --dev decoding")
+    av.add_argument("--batch-size", type=int, default=64, help="batch of the --dev decoding")
     av.set_defaults(func=cmd_average)
 
     pl = sub.add_parser("plot", help="draw a run's learning curves (loss, dev metric, lr) to PNG")

@@ -342,6 +342,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def dev_score(
+    checkpoint: Path, dev: list[str], metric: str, beam_size: int, batch_size: int
+) -> float:
+    """``metric`` of a checkpoint's beam search (default options otherwise) on the aligned
+    ``dev`` = [source file, reference file]."""
+    from . import metrics
+    from .data.corpus import read_parallel
+    from .search import SearchOptions
+    from .translator import load
+
+    pairs = read_parallel(*dev)
+    translator = load(checkpoint)
+    nbests = translator.hypotheses(
+        [s for s, _ in pairs], SearchOptions(beam_size=beam_size), batch_size
+    )
+    hyps = [translator.detokenize(n[0].tokens) for n in nbests]
+    return metrics.score(metric, hyps, [r for _, r in pairs])
+
+
 def cmd_shortlist(args: argparse.Namespace) -> int:
     from .data.corpus import read_parallel
 

@@ -187,3 +187,52 @@ def test_average_last_checkpoints(uninterrupted, tmp_path):
         torch.testing.assert_close(avg[k], (a[k] + b[k]) / 2)
     kept = sorted(p.name for p in uninterrupted.glob("ckpt-*.pt"))
     assert kept == ["ckpt-30.pt", "ckpt-35.pt", "ckpt-40.pt"]  # train.keep_last: 3
+
+
+def test_average_chooses_the_count_with_the_best_dev_score(
+    data, uninterrupted, tmp_path, capsys, monkeypatch
+):
+    dev = [str(data / "dev.src"), str(data / "dev.tgt")]
+    counts = [1, 2, 3]
+    expected = {}  # each average on its own, scored by `evaluate` (beam 5, as `average --dev`)
+    for n in counts:
+        single = tmp_path / f"avg{n}.pt"
+        assert main(["average", str(uninterrupted), "--last", str(n), "--out", str(single)]) == 0
+        capsys.readouterr()
+        assert main(["evaluate", str(single), "--src", dev[0], "--ref", dev[1], "--json"]) == 0
+        expected[n] = json.loads(capsys.readouterr().out)
+    for metric, pick in (("chrf", max), ("cer", min)):
+        out = tmp_path / f"chosen-{metric}.pt"
+        args = ["average", str(uninterrupted), "--last", *map(str, counts), "--out", str(out)]
+        assert main([*args, "--dev", *dev, "--metric", metric]) == 0
+        best = pick(counts, key=lambda n: expected[n][metric])  # the first of equals
+        chosen = load_checkpoint(out)
+        assert chosen["average_choice"]["chosen"] == best
+        assert chosen["average_choice"]["scores"] == pytest.approx(
+            {str(n): expected[n][metric] for n in counts}
+        )
+        reference = load_checkpoint(tmp_path / f"avg{best}.pt")["model"]
+        for k in reference:
+            torch.testing.assert_close(chosen["model"][k], reference[k])
+        assert f"best dev {metric} of 3 choices" in capsys.readouterr().out
+    assert not list(tmp_path.glob(".average-*"))  # the candidates are removed
+    # a middle count wins when its score is best (here the scores are set, by candidate size)
+    set_scores = {1: 30.0, 2: 36.0, 3: 33.0}
+
+    def fake(checkpoint, *_):
+        return set_scores[len(load_checkpoint(checkpoint)["averaged"])]
+
+    monkeypatch.setattr("seq2seq.cli_decode.dev_score", fake)
+    out = tmp_path / "middle.pt"
+    args = ["average", str(uninterrupted), "--last", "1", "2", "3", "--out", str(out)]
+    assert main([*args, "--dev", *dev]) == 0
+    assert load_checkpoint(out)["average_choice"]["chosen"] == 2
+    assert load_checkpoint(out)["averaged"] == [
+        str(uninterrupted / f"ckpt-{s}.pt") for s in (35, 40)
+    ]
+    assert main(["average", str(uninterrupted), "--last", "1", "2", "--out", str(out)]) == 2
+    assert "--last 1 2: several counts need --dev SRC REF to choose among them" in (
+        capsys.readouterr().err
+    )
+    assert main(["average", str(uninterrupted), "--last", "0", "--out", str(out)]) == 2
+    assert "--last: expected counts >= 1, got 0" in capsys.readouterr().err
