@@ -30,7 +30,8 @@ Sections (``--sections``, default all three):
   anchor-quality
              OpenNMT-py trained like our Transformer recipe (benchmarks/onmt_transformer_recipe.yaml)
              for --quality-minutes on the anchors' BPE data, for each --quality-pairs direction;
-             its last 5 checkpoints averaged, beam 5 on test_2016_flickr, sacreBLEU/chrF as ours.
+             the last 1, 2, 3 and 5 checkpoints averaged and the best on val kept, as our
+             Multi30k recipes do; beam 5 on test_2016_flickr, sacreBLEU/chrF as ours.
              Trained once (runs kept in the anchors' work directory); needs no --anchors.
 """
 
@@ -49,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 ANCHORS = Path(os.environ.get("ANCHORS", "../shared/bench/anchors"))
 WORK = Path(os.environ.get("ANCHORS_WORK", "/tmp/anchors-bench"))
 VENV = Path(os.environ.get("ANCHORS_VENV", "/tmp/anchors-venv"))
+AVERAGE_CHOICES = (1, 2, 3, 5)  # averaged checkpoint counts the recipes choose among on val
 TRANSLATE_KEYS = ("sent_per_s", "tok_per_s", "mean_out_tokens", "bleu", "chrf", "same_as_float")
 SHAPES = {
     "rnn": "configs/multi30k_en_de_rnn.yaml",
@@ -381,6 +383,21 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
 # -- quality ----------------------------------------------------------------------------------
 
 
+def averaged(run: Path) -> str:
+    """What a recipe run's averaged.pt holds, and how it was chosen (``seq2seq average``)."""
+    from seq2seq.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(run / "averaged.pt")
+    files = [Path(f).name for f in ckpt.get("averaged", [])]
+    text = f"average of {', '.join(files)}" if files else "best.pt"
+    choice = ckpt.get("average_choice")
+    if choice:
+        text += f", chosen by val {choice['metric']}: " + ", ".join(
+            f"last {k} {v:.2f}" for k, v in choice["scores"].items()
+        )
+    return text
+
+
 def quality_rows(args: argparse.Namespace) -> list[dict]:
     rows = []
     for run in sorted(Path("runs/recipes").glob("*")):
@@ -394,7 +411,7 @@ def quality_rows(args: argparse.Namespace) -> list[dict]:
                 "section": "quality",
                 "toolkit": "seq2seq",
                 "model": run.name,
-                "setting": f"{split}, beam 5, averaged checkpoints",
+                "setting": f"{split}, beam 5, {averaged(run)}",
                 "train_minutes": round(int(seconds.read_text()) / 60, 1),
                 "bleu": round(r["bleu"], 2),
                 "chrf": round(r["chrf"], 2),
@@ -455,29 +472,45 @@ def anchor_quality_rows(args: argparse.Namespace) -> list[dict]:
             raise SystemExit(f"{name}: OpenNMT-py left no checkpoint; see {WORK}/logs/{name}.log")
         if elapsed is not None:  # only a run that left checkpoints counts as trained
             seconds.write_text(str(elapsed))
-        avg = run / "averaged.pt"
-        if not avg.exists():
-            sh([str(VENV / "bin" / "onmt_average_models"), "-models", *map(str, ckpts[-5:]),
-                "-output", str(avg)], env=env)  # fmt: skip
-        hyp = run / f"test_2016_flickr.bpe.{t}"
-        sh([str(VENV / "bin" / "onmt_translate"), "-model", str(avg),
-            "-src", str(WORK / "data" / f"test_2016_flickr.bpe.{s}"), "-output", str(hyp),
-            "-beam_size", "5", "-batch_size", "32", "-batch_type", "sents",
-            "-max_length", "100", "-max_length_ratio", "0"], env=env)  # fmt: skip
+        # like our recipes: the last 1, 2, 3 and 5 checkpoints averaged, the best on val kept
+        val = {}
+        for n in [n for n in AVERAGE_CHOICES if n <= len(ckpts)] or [len(ckpts)]:
+            avg = run / f"averaged-{n}.pt"
+            if not avg.exists():
+                sh([str(VENV / "bin" / "onmt_average_models"), "-models",
+                    *map(str, ckpts[-n:]), "-output", str(avg)], env=env)  # fmt: skip
+            hyp = onmt_decode(avg, WORK / "data" / f"val.bpe.{s}", run / f"val-{n}.bpe.{t}", env)
+            val[n] = bleu_of_bpe(hyp, f"{args.data}/multi30k/val.{t}")[0]
+        n = max(val, key=val.get)
+        hyp = onmt_decode(
+            run / f"averaged-{n}.pt",
+            WORK / "data" / f"test_2016_flickr.bpe.{s}",
+            run / f"test_2016_flickr.bpe.{t}",
+            env,
+        )
         b, c = bleu_of_bpe(hyp, f"{args.data}/multi30k/test_2016_flickr.{t}")
         rows.append(
             {
                 "section": "quality",
                 "toolkit": "OpenNMT-py 3.5.1",
                 "model": name,
-                "setting": f"test_2016_flickr, beam 5, averaged last {len(ckpts[-5:])} "
-                f"checkpoints (step {ckpts[-1].stem.split('_')[-1]})",
+                "setting": f"test_2016_flickr, beam 5, average of the last {n} checkpoints "
+                f"(step {ckpts[-1].stem.split('_')[-1]}), chosen by val BLEU: "
+                + ", ".join(f"last {k} {v:.2f}" for k, v in val.items()),
                 "train_minutes": round(int(seconds.read_text()) / 60, 1),
                 "bleu": round(b, 2),
                 "chrf": round(c, 2),
             }
         )
     return rows
+
+
+def onmt_decode(model: Path, src: Path, out: Path, env: dict) -> Path:
+    """onmt_translate as the anchors decode: beam 5, batch 32 sentences, at most 100 tokens."""
+    sh([str(VENV / "bin" / "onmt_translate"), "-model", str(model), "-src", str(src),
+        "-output", str(out), "-beam_size", "5", "-batch_size", "32", "-batch_type", "sents",
+        "-max_length", "100", "-max_length_ratio", "0"], env=env)  # fmt: skip
+    return out
 
 
 def fmt(r: dict) -> str:

@@ -170,6 +170,42 @@ def test_workers_change_no_translation_score_or_seeded_sample(
         seq2seq.load(run / "last.pt").hypotheses(["abc"], workers=0)
 
 
+def test_processes_change_no_translation_or_seeded_sample(trained, tmp_path, monkeypatch, capsys):
+    work, data, run = trained
+    out = tmp_path / "hyp.txt"
+
+    def cli(*extra):
+        args = ["translate", str(run / "last.pt"), "--input", f"{data}/test.src"]
+        assert main([*args, "--output", str(out), "--batch-size", "3", "-q", *extra]) == 0
+        return out.read_text()
+
+    import seq2seq.translator as translator_mod
+
+    calls = []
+    search = translator_mod.search
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return search(*args, **kwargs)
+
+    beam = cli("--beam-size", "3", "--n-best", "2")
+    sample = ["--sample", "--num-samples", "2", "--temperature", "2.0", "--seed", "5"]
+    sampled = cli(*sample)
+    monkeypatch.setattr(translator_mod, "search", spy)  # this process's search only
+    assert cli("--beam-size", "3", "--n-best", "2", "--processes", "2", "--threads", "1") == beam
+    assert cli(*sample, "--processes", "2") == sampled  # batch i draws from its own seed
+    assert not calls  # every batch was decoded in the spawned processes
+
+    assert main(["translate", str(run / "last.pt"), "--processes", "0"]) != 0
+    assert "--processes: expected an integer >= 1, got 0" in capsys.readouterr().err
+    assert main(["translate", str(run / "last.pt"), "--processes", "2", "--workers", "2"]) != 0
+    assert "--workers and --processes: choose one" in capsys.readouterr().err
+    translator = seq2seq.load(run / "last.pt")
+    translator.origin = None  # as if built from a model in memory
+    with pytest.raises(ValueError, match=r"processes > 1 needs a translator loaded from files"):
+        translator.hypotheses(["abc"], processes=2)
+
+
 def test_translate_stdin_to_stdout_via_console_script(trained):
     _, _, run = trained
     proc = subprocess.run(

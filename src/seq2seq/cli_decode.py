@@ -52,6 +52,14 @@ def add_decoding_options(sp: argparse.ArgumentParser) -> None:
         "(like CTranslate2's inter_threads); --threads is then per worker, by default the "
         "CPU threads divided among the workers",
     )
+    sp.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="decode this many batches at once, each in its own process that loads the model "
+        "again (fastest for --compile and int8 on few cores); --threads is then per process, "
+        "by default the CPU threads divided among them",
+    )
     g = sp.add_argument_group("search")
     g.add_argument("--beam-size", type=int, default=5, help="1 = greedy (default: 5)")
     g.add_argument("--n-best", type=int, help="print the K best with scores (K lines per input)")
@@ -157,13 +165,16 @@ def _load_translator(args: argparse.Namespace):
 
     from .translator import load
 
-    workers = getattr(args, "workers", 1)
-    if workers < 1:
-        raise ValueError(f"--workers: expected an integer >= 1, got {workers}")
+    workers, processes = getattr(args, "workers", 1), getattr(args, "processes", 1)
+    for flag, n in (("--workers", workers), ("--processes", processes)):
+        if n < 1:
+            raise ValueError(f"{flag}: expected an integer >= 1, got {n}")
+    if workers > 1 and processes > 1:
+        raise ValueError("--workers and --processes: choose one")
     if args.threads:
         torch.set_num_threads(args.threads)
-    elif workers > 1:  # the CPU threads shared among the workers
-        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
+    elif max(workers, processes) > 1:  # the CPU threads shared among the workers
+        torch.set_num_threads(max(1, torch.get_num_threads() // max(workers, processes)))
     return load(
         args.checkpoint,
         quantize_to=args.quantize,
@@ -224,7 +235,13 @@ def _translate_lines(translator, lines: list[str], options, args, progress: bool
     by_attention = bool(args.attention or args.alignment or args.replace_unk)
     attention = by_attention or bool(args.json and args.with_attention)
     nbests = translator.hypotheses(
-        lines, options, args.batch_size, attention, progress=progress, workers=args.workers
+        lines,
+        options,
+        args.batch_size,
+        attention,
+        progress=progress,
+        workers=args.workers,
+        processes=args.processes,
     )
     best = [None] * len(lines)
     if by_attention:
@@ -302,6 +319,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.batch_size,
         progress=not args.quiet and sys.stderr.isatty(),
         workers=args.workers,
+        processes=args.processes,
     )
     seconds = time.perf_counter() - start
     hyps = [translator.detokenize(n[0].tokens) for n in nbests]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from .data.prepare import Vocabularies
 from .data.tokenize import Tokenizer
 from .data.vocab import EOS, UNK, Vocab
 from .ensemble import Ensemble
+from .processes import Origin, decode_in_processes, origin_of
 from .quantize import quantize
 from .search import Hypothesis, SearchOptions, force_decode, search
 from .shortlist import Restrictor, Shortlist
@@ -28,17 +29,31 @@ from .train.checkpoint import load_checkpoint, resolve_checkpoint
 log = logging.getLogger(__name__)
 
 
-def batch_generators(
-    options: SearchOptions, batches: int, device: torch.device | str = "cpu"
-) -> list[torch.Generator | None]:
-    """One random generator per batch for seeded sampling (else None: torch's global one). A
-    generator seeded with ``options.seed`` draws the seed of each batch in order, so batch i
-    samples the same way however many workers decode the batches, and in whatever order."""
+def batch_seeds(options: SearchOptions, batches: int) -> list[int | None]:
+    """The random seed of each batch for seeded sampling (else None: torch's global generator).
+    A generator seeded with ``options.seed`` draws them in batch order, so batch i samples the
+    same way however many threads or processes decode the batches, and in whatever order."""
     if not (options.sample and options.seed is not None):
         return [None] * batches
     base = torch.Generator().manual_seed(options.seed)
-    seeds = torch.randint(0, 2**62, (batches,), generator=base).tolist()
-    return [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    return torch.randint(0, 2**62, (batches,), generator=base).tolist()
+
+
+def decode_batch(
+    model: torch.nn.Module,
+    data: ParallelData,
+    indices: list[int],
+    options: SearchOptions,
+    return_attention: bool = False,
+    device: torch.device | str = "cpu",
+    restrict: Restrictor | None = None,
+    seed: int | None = None,
+) -> list[list[Hypothesis]]:
+    """n-best lists of one batch (``indices`` into ``data``); ``seed``: see :func:`batch_seeds`."""
+    batch = data.batch(indices).to(device)
+    m = model if restrict is None else restrict(batch.src)
+    generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+    return search(m, batch.src, batch.src_mask, options, return_attention, generator)
 
 
 def decode_all(
@@ -61,15 +76,15 @@ def decode_all(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     batches = list(bucket_batches(data.lengths(), batch_size=batch_size, shuffle=False))
-    generators = batch_generators(options, len(batches), device)
+    seeds = batch_seeds(options, len(batches))
     threads = torch.get_num_threads()
 
     def decode(i: int) -> tuple[list[int], list[list[Hypothesis]]]:
         if workers > 1:
             torch.set_num_threads(threads)  # OpenMP keeps the thread count per thread
-        batch = data.batch(batches[i]).to(device)
-        m = model if restrict is None else restrict(batch.src)
-        nbest = search(m, batch.src, batch.src_mask, options, return_attention, generators[i])
+        nbest = decode_batch(
+            model, data, batches[i], options, return_attention, device, restrict, seeds[i]
+        )
         return batches[i], nbest
 
     out: list[list[Hypothesis]] = [[] for _ in range(len(data))]
@@ -115,10 +130,13 @@ class Translator:
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.device = device
         self.restrict: Restrictor | None = None
+        self.origin: Origin | None = None  # set by load(): how worker processes load it again
 
     def use_shortlist(self, shortlist: Shortlist | str | Path | None) -> None:
         """Decode over a vocabulary shortlist (a :class:`~seq2seq.shortlist.Shortlist` or its
         file, built for this model's vocabularies) from now on; None: the full vocabulary."""
+        if self.origin is not None:
+            self.origin = replace(self.origin, shortlist=shortlist)
         if shortlist is None:
             self.restrict = None
             return
@@ -214,11 +232,37 @@ class Translator:
         return_attention: bool = False,
         progress: bool = False,
         workers: int = 1,
+        processes: int = 1,
     ) -> list[list[Hypothesis]]:
         """n-best :class:`Hypothesis` lists (token ids, scores, attention) per input sentence;
-        ``workers``: batches decoded at once, each in its own thread (:func:`decode_all`)."""
+        ``workers``: batches decoded at once, each in its own thread (:func:`decode_all`);
+        ``processes``: each in its own spawned process, which loads the model again (only for
+        a translator from :func:`load`) and runs torch's current intra-op thread count
+        (:mod:`seq2seq.processes`). The results depend on neither."""
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        if processes > 1:
+            if workers > 1:
+                raise ValueError(
+                    f"decoding threads (workers={workers}) and processes ({processes}): choose one"
+                )
+            if self.origin is None:
+                raise ValueError(
+                    "processes > 1 needs a translator loaded from files (seq2seq.load), which "
+                    "each process loads again"
+                )
+            return decode_in_processes(
+                self.origin,
+                self.encode_sources(sentences),
+                options or SearchOptions(),
+                batch_size,
+                return_attention,
+                processes,
+                torch.get_num_threads(),
+                progress,
+            )
         return decode_all(
             self.model,
             self.encode_sources(sentences),
@@ -365,5 +409,6 @@ def load(
     ``torch.compile`` (:mod:`seq2seq.compiled`); ``shortlist``: a vocabulary shortlist file
     (:mod:`seq2seq.shortlist`)."""
     translator = Translator.from_checkpoint(path, device, quantize_to, compile)
+    translator.origin = origin_of(path, device, quantize_to, compile)
     translator.use_shortlist(shortlist)
     return translator
