@@ -136,16 +136,20 @@ def test_translate_file_and_python_api_agree(trained, capsys):
     assert api == lines  # order restored, batch size changes nothing
 
 
+def _translate_test_file(run, data, out, *extra):
+    """`seq2seq translate` of the test split in batches of 3, into ``out``; returns its text."""
+    args = ["translate", str(run / "last.pt"), "--input", f"{data}/test.src"]
+    assert main([*args, "--output", str(out), "--batch-size", "3", "-q", *extra]) == 0
+    return out.read_text()
+
+
 def test_workers_change_no_translation_score_or_seeded_sample(
     trained, tmp_path, monkeypatch, capsys
 ):
     work, data, run = trained
-    out = tmp_path / "hyp.txt"
 
     def cli(*extra):
-        args = ["translate", str(run / "last.pt"), "--input", f"{data}/test.src"]
-        assert main([*args, "--output", str(out), "--batch-size", "3", "-q", *extra]) == 0
-        return out.read_text()
+        return _translate_test_file(run, data, tmp_path / "hyp.txt", *extra)
 
     import seq2seq.translator as translator_mod
 
@@ -172,12 +176,9 @@ def test_workers_change_no_translation_score_or_seeded_sample(
 
 def test_processes_change_no_translation_or_seeded_sample(trained, tmp_path, monkeypatch, capsys):
     work, data, run = trained
-    out = tmp_path / "hyp.txt"
 
     def cli(*extra):
-        args = ["translate", str(run / "last.pt"), "--input", f"{data}/test.src"]
-        assert main([*args, "--output", str(out), "--batch-size", "3", "-q", *extra]) == 0
-        return out.read_text()
+        return _translate_test_file(run, data, tmp_path / "hyp.txt", *extra)
 
     import seq2seq.translator as translator_mod
 
