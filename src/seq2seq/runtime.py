@@ -86,3 +86,16 @@ def resolve_precision(precision: str, device: torch.device) -> str:
             "'float32', or 'auto' (bf16 where the CPU has it)"
         )
     return precision
+
+
+def autocast(precision: str, device: torch.device):
+    """The context that runs a forward pass in ``precision`` (a resolved one: float32, bf16 or
+    fp16) on ``device``: nothing for float32, else ``torch.autocast`` with that dtype."""
+    import contextlib
+
+    import torch
+
+    if precision == "float32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)

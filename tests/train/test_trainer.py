@@ -154,7 +154,7 @@ def test_precision_auto_is_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch,
     monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
     t = make(tmp_path, "train.precision=auto")
     assert t.precision == ("bf16" if native else "float32")
-    with t._autocast():
+    with runtime.autocast(t.precision, t.ctx.device):
         assert torch.is_autocast_enabled("cpu") == native
         if native:
             assert torch.get_autocast_dtype("cpu") == torch.bfloat16

@@ -31,12 +31,10 @@ from ..build import build_model
 from ..config import SCHEMA_VERSION, Config, to_dict
 from ..data.batching import Batch, bucket_batches
 from ..data.prepare import PreparedData, Split, Vocabularies, prepare_data
-from ..runtime import resolve_precision
-from ..search import SearchOptions
-from ..translator import decode_all
-from . import distributed
+from ..runtime import autocast, resolve_precision
+from . import distributed, validation
 from .checkpoint import load_checkpoint, numbered, rng_state, save_checkpoint, set_rng_state
-from .loss import label_smoothed_nll, output_layer_nll
+from .loss import output_layer_nll
 from .optim import build_optimizer, build_schedule
 from .rundir import check_resumable, clean, trim_metrics
 
@@ -218,35 +216,20 @@ class Trainer:
 
     # -- validation -------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def dev_loss(self, split: Split) -> tuple[float, float]:
         """(mean label-smoothed loss, perplexity) over the split, teacher forced."""
-        self.model.eval()
-        total = nll = 0.0
-        n = 0
-        for idx in bucket_batches(split.data.lengths(), batch_size=64, shuffle=False):
-            b = split.data.batch(idx).to(self.ctx.device)
-            with self._autocast():
-                logits = self.model(b.src, b.src_mask, b.tgt_in)
-            loss, nll_sum, k = label_smoothed_nll(logits, b.tgt_out, self.cfg.train.label_smoothing)
-            total, nll, n = total + float(loss), nll + float(nll_sum), n + k
-        self.model.train()
-        return total / max(n, 1), math.exp(min(nll / max(n, 1), 50.0))
+        ls = self.cfg.train.label_smoothing
+        return validation.dev_loss(self.model, split, ls, self.ctx.device, self.precision)
 
     def validate(self) -> dict[str, Any]:
         """Rank 0: dev loss, perplexity and the decoded metric; best/last checkpoints."""
-        t, p, dev = self.cfg.train, self.progress, self.data.dev
+        t, p, dev, device = self.cfg.train, self.progress, self.data.dev, self.ctx.device
         start = time.perf_counter()
         loss, ppl = self.dev_loss(dev)
-        options = SearchOptions(beam_size=t.valid_beam_size, max_len_ratio=t.valid_max_len_ratio)
-        nbest = decode_all(self.model, dev.data, options, device=self.ctx.device)
-        hyps = [
-            self.data.tgt_tokenizer.decode(self.data.tgt_vocab.decode(h[0].tokens)) for h in nbest
-        ]
-        values = {"loss": loss, "ppl": ppl}
-        value = (
-            values[t.metric] if t.metric in values else metrics.score(t.metric, hyps, dev.tgt_text)
+        hyps = validation.dev_outputs(
+            self.model, self.data, t.valid_beam_size, t.valid_max_len_ratio, device
         )
+        value = validation.metric_value(t.metric, hyps, dev.tgt_text, loss, ppl)
         result = {
             "step": p.step,
             "loss": loss,
@@ -269,21 +252,10 @@ class Trainer:
             value,
             " (new best)" if improved else "",
         )
-        examples = [
-            {"src": dev.src_text[i], "ref": dev.tgt_text[i], "hyp": hyps[i]}
-            for i in range(min(3, len(hyps)))
-        ]
-        for i, e in enumerate(examples, 1):
-            log.info(
-                "  example %d | source: %s | reference: %s | output: %s",
-                i,
-                e["src"],
-                e["ref"],
-                e["hyp"],
-            )
-        self._record("valid", **result, examples=examples)
+        self._record("valid", **result, examples=validation.log_examples(dev, hyps))
         if self.tensorboard is not None and len(dev.data):
-            self._attention_image()
+            figure = validation.attention_image(self.model, self.data, device, p.step)
+            self.tensorboard.add_figure("valid/attention", figure, p.step)
         self.schedule.after_validation(value)
         self._keep_best(value)
         if improved:
@@ -291,32 +263,7 @@ class Trainer:
         self.checkpoint()
         return result
 
-    def _attention_image(self) -> None:
-        """The attention of the first dev sentence as a TensorBoard image."""
-        from ..plot import attention_figure
-
-        data = self.data
-        nbest = decode_all(
-            self.model,
-            data.dev.data.subset([0]),
-            SearchOptions(beam_size=1),
-            return_attention=True,
-            device=self.ctx.device,
-        )
-        hyp = nbest[0][0]
-        src = [*data.src_vocab.decode(data.dev.data.src[0]), "<eos>"]
-        tgt = [*data.tgt_vocab.decode(hyp.tokens), "<eos>"]
-        fig = attention_figure(hyp.attention, src, tgt, title=f"step {self.progress.step}")
-        self.tensorboard.add_figure("valid/attention", fig, self.progress.step)
-
     # -- training ---------------------------------------------------------------------------------
-
-    def _autocast(self):
-        precision = self.precision
-        if precision == "float32":
-            return nullcontext()
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        return torch.autocast(self.ctx.device.type, dtype=dtype)
 
     def update(self, batches: list[Batch]) -> tuple[float, int]:
         """One optimizer step over ``batches`` (gradient accumulation): the gradient is that of
@@ -331,7 +278,7 @@ class Trainer:
             sync = nullcontext() if self.ddp is None or i == len(batches) - 1 else model.no_sync()
             try:
                 with sync:
-                    with self._autocast():
+                    with autocast(self.precision, self.ctx.device):
                         hidden = model(b.src, b.src_mask, b.tgt_in, features=True)
                         loss, _, _ = output_layer_nll(
                             hidden, self.model.output_layer, b.tgt_out, t.label_smoothing
