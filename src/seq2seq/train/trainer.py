@@ -30,7 +30,7 @@ from .. import metrics
 from ..build import build_model
 from ..config import SCHEMA_VERSION, Config, to_dict
 from ..data.batching import Batch, bucket_batches
-from ..data.prepare import PreparedData, Split, Vocabularies, prepare_data
+from ..data.prepare import PreparedData, Vocabularies, prepare_data
 from ..runtime import autocast, resolve_precision
 from . import distributed, validation
 from .checkpoint import load_checkpoint, numbered, rng_state, save_checkpoint, set_rng_state
@@ -216,16 +216,11 @@ class Trainer:
 
     # -- validation -------------------------------------------------------------------------------
 
-    def dev_loss(self, split: Split) -> tuple[float, float]:
-        """(mean label-smoothed loss, perplexity) over the split, teacher forced."""
-        ls = self.cfg.train.label_smoothing
-        return validation.dev_loss(self.model, split, ls, self.ctx.device, self.precision)
-
     def validate(self) -> dict[str, Any]:
         """Rank 0: dev loss, perplexity and the decoded metric; best/last checkpoints."""
         t, p, dev, device = self.cfg.train, self.progress, self.data.dev, self.ctx.device
         start = time.perf_counter()
-        loss, ppl = self.dev_loss(dev)
+        loss, ppl = validation.dev_loss(self.model, dev, t.label_smoothing, device, self.precision)
         hyps = validation.dev_outputs(
             self.model, self.data, t.valid_beam_size, t.valid_max_len_ratio, device
         )
