@@ -297,20 +297,28 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
             )
     if args.anchors:
         anchors_ready()
-        ckpts = list((WORK / "runs" / "onmt_transformer").glob("model_step_*.pt"))
-        if not ckpts and args.anchor_translate_steps:  # as train.sh runs it, but by updates
-            config = "configs/onmt_transformer.yaml"
-            steps = f"-train_steps {args.anchor_translate_steps}"
-            sh(
-                [
-                    "bash",
-                    "-c",
-                    f'. "{ANCHORS.resolve()}/env.sh"; $V/onmt_train -config {config} {steps}',
-                ]
-            )
+        onmt_runs = WORK / "runs" / "onmt_transformer"
+        ckpts = list(onmt_runs.glob("model_step_*.pt"))
+        steps = args.anchor_translate_steps
+        if steps == "ours":
+            steps = updates  # of our reference model
+        if steps:
+            steps = int(steps)
+            want = onmt_runs / f"model_step_{steps}.pt"
+            if not want.exists():  # as train.sh runs it, but by updates, saved at the last one
+                config = "configs/onmt_transformer.yaml"
+                limit = f"-train_steps {steps} -save_checkpoint_steps {steps}"
+                sh(
+                    [
+                        "bash",
+                        "-c",
+                        f'. "{ANCHORS.resolve()}/env.sh"; $V/onmt_train -config {config} {limit}',
+                    ]
+                )
+            os.utime(want)  # translate.sh takes the newest checkpoint: this one
         elif not ckpts:
             sh(["bash", str(ANCHORS / "train.sh"), "onmt_transformer", str(args.seconds)])
-        ckpts = list((WORK / "runs" / "onmt_transformer").glob("model_step_*.pt"))
+        ckpts = list(onmt_runs.glob("model_step_*.pt"))
         newest = max(ckpts, key=lambda c: c.stat().st_mtime)  # the one translate.sh takes
         step = int(newest.stem.rsplit("_", 1)[1])
         label = f"OpenNMT-py Transformer, {step} updates"
@@ -536,6 +544,13 @@ def fmt(r: dict) -> str:
     )
 
 
+def _updates(value: str) -> str:
+    """--anchor-translate-steps: a positive number of updates, or 'ours'."""
+    if value != "ours" and not (value.isdigit() and int(value) > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'ours', got {value!r}")
+    return value
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -553,10 +568,12 @@ def main() -> None:
     )
     p.add_argument(
         "--anchor-translate-steps",
-        type=int,
-        help="train the OpenNMT-py model that the translation rows decode for this many updates "
-        "instead of --seconds (OpenNMT-py spends ~40 s loading before its first update, so on a "
-        "slow machine it makes fewer updates than ours in the same time; both labels give them)",
+        type=_updates,
+        help="the OpenNMT-py model that the translation rows decode: its checkpoint after this "
+        "many updates (trained now if the anchors' work directory lacks it), or 'ours' for as "
+        "many updates as our reference model made, instead of the newest checkpoint of a "
+        "--seconds run (OpenNMT-py spends ~40 s loading before its first update, so it makes "
+        "fewer updates than ours in the same time; both labels give them)",
     )
     p.add_argument(
         "--shortlist",
