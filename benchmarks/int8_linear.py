@@ -1,13 +1,12 @@
 """One linear layer, the shapes of a beam-5 decoder step (160 rows = 32 sentences x 5 beams):
 float32 eager and compiled, ``quantize_dynamic``'s int8 (fbgemm) and ``seq2seq.quantize``'s
-``Int8Linear`` eager and compiled with each of its two product kernels (``torch._int_mm``, fbgemm
-as a custom operator), in GFLOP/s (GOP/s for int8) on --threads threads. Prints the CPU capability
-torch detected (``torch._int_mm`` is fast only with AVX-512). Run from the repository root:
+``Int8Linear`` eager and compiled with each of its three product kernels (``torch._int_mm``,
+oneDNN's int8 linear on prepacked weights, fbgemm as a custom operator), in GFLOP/s (GOP/s for
+int8) on --threads threads. Prints the CPU capability torch detected and whether the CPU has AMX
+(``torch._int_mm`` is fast only with AVX-512, the ``onednn`` kernel only with AMX). Run from the
+repository root:
 
     python benchmarks/int8_linear.py --threads 1
-
-``--naive`` also times the first form of ``Int8Linear`` (``x_int * x_scale * w_scale``), which
-inductor's freezing pass rewrites to oneDNN's signed-int8 linear.
 """
 
 from __future__ import annotations
@@ -20,17 +19,6 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq.quantize import Int8Linear
-
-
-class NaiveInt8Linear(Int8Linear):
-    """Int8Linear with the two scales applied one after the other (the pattern inductor rewrites)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        rows = x.reshape(-1, self.in_features)
-        scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
-        q = (rows / scale).round().clamp(-127, 127).to(torch.int8)
-        y = torch._int_mm(q, self.weight_t).to(torch.float32) * scale * self.weight_scale
-        return (y + self.bias).reshape(*x.shape[:-1], self.out_features)
 
 
 def per_call(fn, x: Tensor, seconds: float) -> float:  # noqa: ANN001
@@ -48,18 +36,20 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rows", type=int, default=160)
     p.add_argument("--seconds", type=float, default=1.0, help="timing per cell")
-    p.add_argument("--naive", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    import torch._dynamo.config as dynamo_config
     import torch._inductor.config as inductor_config
+
+    dynamo_config.recompile_limit = 64  # one compiled Int8Linear.forward per kernel and shape
 
     shapes = [(256, 256), (256, 1024), (1024, 256), (256, 7795)]
     kinds = ["float32", "float32 compiled", "quantize_dynamic int8", "Int8Linear eager (int_mm)"]
-    kinds += ["Int8Linear compiled (int_mm)", "Int8Linear compiled (fbgemm)"]
-    kinds += ["naive Int8Linear compiled"] if args.naive else []
+    kinds += [f"Int8Linear compiled ({k})" for k in ("int_mm", "onednn", "fbgemm")]
     print(
         f"# {args.rows} rows, {args.threads} thread(s), torch {torch.__version__}, "
-        f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"AMX {'yes' if torch.cpu._is_amx_tile_supported() else 'no'}"
     )
     print("| in x out | " + " | ".join(kinds) + " |")
     print("|---|" + "---:|" * len(kinds))
@@ -76,15 +66,10 @@ def main() -> None:
                     nn.Sequential(linear), {nn.Linear}, dtype=torch.qint8
                 ),
                 "Int8Linear eager (int_mm)": Int8Linear(linear, "int_mm"),
-                "Int8Linear compiled (int_mm)": torch.compile(
-                    Int8Linear(linear, "int_mm"), dynamic=True
-                ),
-                "Int8Linear compiled (fbgemm)": torch.compile(
-                    Int8Linear(linear, "fbgemm"), dynamic=True
-                ),
-                "naive Int8Linear compiled": torch.compile(
-                    NaiveInt8Linear(linear, "int_mm"), dynamic=True
-                ),
+                **{
+                    f"Int8Linear compiled ({k})": torch.compile(Int8Linear(linear, k), dynamic=True)
+                    for k in ("int_mm", "onednn", "fbgemm")
+                },
             }
             flops = 2 * args.rows * k * n
             cells = [f"{flops / per_call(fns[kind], x, args.seconds) / 1e9:.1f}" for kind in kinds]

@@ -45,7 +45,7 @@ def test_compile_needs_the_decode_contract():
         compile_decoding(torch.nn.Linear(2, 2))
 
 
-@pytest.mark.parametrize("kernel", ["int_mm", "fbgemm"])
+@pytest.mark.parametrize("kernel", ["int_mm", "onednn", "fbgemm"])
 def test_int8_linear_approximates_the_float_layer(kernel):
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 48)
@@ -59,20 +59,54 @@ def test_int8_linear_approximates_the_float_layer(kernel):
 
 def test_int8_linear_kernel_is_checked():
     with pytest.raises(
-        ValueError, match="unknown int8 kernel 'vnni'; expected one of int_mm, fbgemm"
+        ValueError, match="unknown int8 kernel 'vnni'; expected one of int_mm, onednn, fbgemm"
     ):
         Int8Linear(torch.nn.Linear(4, 4), "vnni")
     assert default_kernel() in ("int_mm", "fbgemm")
 
 
+@pytest.mark.parametrize(
+    "capability, amx, fbgemm, narrow, wide",
+    [
+        ("AVX512", True, True, "int_mm", "onednn"),  # oneDNN's int8 linear for wide layers
+        ("AVX512", False, True, "int_mm", "int_mm"),  # no AMX: its signed-int8 path is slow
+        ("AVX2", True, True, "fbgemm", "fbgemm"),
+        ("AVX2", False, False, "int_mm", "int_mm"),  # no fbgemm in this build
+    ],
+)
+def test_default_int8_kernel_follows_the_cpu_and_the_layer(
+    monkeypatch, capability, amx, fbgemm, narrow, wide
+):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    engines = [1, 4] if fbgemm else [4]  # ids of fbgemm, x86 (torch.backends.quantized)
+    monkeypatch.setattr(torch._C, "_supported_qengines", lambda: engines)
+    assert ("fbgemm" in torch.backends.quantized.supported_engines) is fbgemm
+    assert default_kernel(1023) == narrow
+    assert default_kernel(1024) == wide
+    assert Int8Linear(torch.nn.Linear(8, 1024)).kernel == wide
+    assert Int8Linear(torch.nn.Linear(8, 16)).kernel == narrow
+
+
+needs_avx512 = pytest.mark.skipif(
+    not torch.backends.cpu.get_cpu_capability().startswith("AVX512"),
+    reason="the onednn int8 kernel serves CPUs with AVX-512 (and AMX) only",
+)
+
+
 @needs_compiler
 @pytest.mark.parametrize(
-    "kernel, product",
-    [("int_mm", "aten._int_mm"), ("fbgemm", "seq2seq.fbgemm_int8_linear")],
+    "kernel, product, not_there",
+    [
+        ("int_mm", "aten._int_mm", "qlinear"),  # not rewritten to oneDNN's int8 linear
+        pytest.param("onednn", "onednn.qlinear_pointwise", "aten._int_mm", marks=needs_avx512),
+        ("fbgemm", "seq2seq.fbgemm_int8_linear", "qlinear"),
+    ],
 )
-def test_compiled_int8_decoding_matches_its_eager_form(kernel, product):
+def test_compiled_int8_decoding_matches_its_eager_form(kernel, product, not_there):
     """The int8 form for compilation (seq2seq.quantize, compiled=True) runs int8 products inside
-    the compiled graph: same searches as the eager int8 modules, up to rounding."""
+    the compiled graph, each kernel its own: same searches as the eager int8 modules, up to
+    rounding."""
     model = tiny_transformer("pre", seed=11).eval()
     eager = quantize(model, "int8", compiled=True, kernel=kernel)
     assert sum(isinstance(m, Int8Linear) for m in eager.modules()) > 10
@@ -82,8 +116,8 @@ def test_compiled_int8_decoding_matches_its_eager_form(kernel, product):
     want = beam_search(eager, b.src, b.src_mask, limit, beam_size=4)
     got, code = run_and_get_code(beam_search, compiled, b.src, b.src_mask, limit, beam_size=4)
     code = "".join(code)
-    assert product in code  # int8 products in the compiled graph,
-    assert "qlinear" not in code  # not rewritten to oneDNN's slow signed-int8 linear
+    assert product in code  # this kernel's int8 products in the compiled graph
+    assert not_there not in code
     assert [n[0].tokens for n in got] == [n[0].tokens for n in want]
     assert [n[0].score for n in got] == pytest.approx([n[0].score for n in want], abs=1e-3)
 

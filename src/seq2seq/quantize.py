@@ -7,14 +7,24 @@ torchao's eager int8 path (see ../shared/bench/anchors/README.md), so it stays u
 is faster.
 
 ``int8``, for compiled decoding (``compiled=True``, used with :mod:`seq2seq.compiled`): every
-Linear becomes an :class:`Int8Linear`, whose int8 product (``torch._int_mm``) the compiled graph
-calls with the activation quantization and the rescaling around it fused into generated code.
-Quantized modules of ``quantize_dynamic`` are not traced by ``torch.compile`` (dynamo runs them
-eagerly, so nothing around them fuses), hence the second form. Its product has two kernels, chosen
-by the CPU: ``torch._int_mm`` where the CPU has AVX-512 (oneDNN's VNNI kernels, as fast as fbgemm's
-inside the compiled graph), and elsewhere fbgemm's dynamic int8 linear called as a custom operator
-(``seq2seq::fbgemm_int8_linear``), because on an AVX2-only CPU ``torch._int_mm`` falls back to a
-scalar loop (measured ~1.9 GOP/s on an AVX2 EPYC, against ~55 GFLOP/s for float32).
+Linear becomes an :class:`Int8Linear`, whose int8 product the compiled graph calls with the
+activation quantization and the rescaling around it fused into generated code. Quantized modules
+of ``quantize_dynamic`` are not traced by ``torch.compile`` (dynamo runs them eagerly, so nothing
+around them fuses), hence the second form. Its product has three kernels, chosen by the CPU and the
+layer (:func:`default_kernel`):
+
+- ``int_mm``: ``torch._int_mm`` (oneDNN's VNNI kernels, as fast as fbgemm's inside the compiled
+  graph) where the CPU has AVX-512;
+- ``onednn``: oneDNN's int8 linear on weights prepacked once (``onednn.qlinear_pointwise``, which
+  inductor's freezing pass substitutes for the product when the two scales are applied one after
+  the other). With AMX it runs a beam-5 step's output layer (160 x 256 x 7,795) at 637 GOP/s
+  against 297 for ``torch._int_mm`` on one thread, but it is slower on the narrow layers, and
+  without AMX its signed-int8 activations take a path that ran at ~0.1 GOP/s (an AVX-512 VNNI
+  CPU); so it serves layers of at least 1,024 outputs on CPUs with AMX
+  (``benchmarks/int8_linear.py``, docs/benchmarks.md);
+- ``fbgemm``: fbgemm's dynamic int8 linear called as a custom operator
+  (``seq2seq::fbgemm_int8_linear``) on CPUs without AVX-512, where ``torch._int_mm`` falls back to
+  a scalar loop (measured ~1.9 GOP/s on an AVX2 EPYC, against ~55 GFLOP/s for float32).
 """
 
 from __future__ import annotations
@@ -30,7 +40,10 @@ from torch import Tensor, nn
 KINDS = ("int8",)
 
 
-KERNELS = ("int_mm", "fbgemm")
+KERNELS = ("int_mm", "onednn", "fbgemm")
+
+# layers this wide take oneDNN's prepacked int8 linear on CPUs with AMX (see the module notes)
+ONEDNN_MIN_OUT = 1024
 
 # fbgemm's packed weights (opaque objects that a graph cannot hold) by Int8Linear.key, so the
 # compiled graph passes only an integer to the custom operator below
@@ -38,9 +51,14 @@ _PACKED: dict[int, object] = {}
 _KEYS = itertools.count()
 
 
-def default_kernel() -> str:
-    """``int_mm`` on CPUs with AVX-512 (or where fbgemm is missing), ``fbgemm`` elsewhere."""
+def default_kernel(out_features: int = 0) -> str:
+    """The product kernel for a layer of ``out_features`` outputs: ``onednn`` for layers of at
+    least :data:`ONEDNN_MIN_OUT` outputs on CPUs with AMX, else ``int_mm`` on CPUs with AVX-512
+    (or where fbgemm is missing), ``fbgemm`` elsewhere."""
     if torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()  # private API
+        if out_features >= ONEDNN_MIN_OUT and amx:
+            return "onednn"
         return "int_mm"
     return "fbgemm" if "fbgemm" in torch.backends.quantized.supported_engines else "int_mm"
 
@@ -67,13 +85,15 @@ class Int8Linear(nn.Module):
     rescaling of the output fuse into the loops around the int8 product; eager it is correct but
     slower than ``quantize_dynamic``'s modules, so it is meant for compiled decoding.
 
-    ``kernel="fbgemm"`` (the default on CPUs without AVX-512, see :func:`default_kernel`) keeps the
-    same int8 weights packed for fbgemm and quantizes the input per tensor inside fbgemm's kernel.
+    ``kernel="onednn"`` computes the same (the two scales applied one after the other), in the form
+    that compiled decoding runs as oneDNN's int8 linear on prepacked weights. ``kernel="fbgemm"``
+    (the default on CPUs without AVX-512, see :func:`default_kernel`) keeps the same int8 weights
+    packed for fbgemm and quantizes the input per tensor inside fbgemm's kernel.
     """
 
     def __init__(self, linear: nn.Linear, kernel: str | None = None) -> None:
         super().__init__()
-        kernel = kernel or default_kernel()
+        kernel = kernel or default_kernel(linear.out_features)
         if kernel not in KERNELS:
             raise ValueError(
                 f"unknown int8 kernel {kernel!r}; expected one of {', '.join(KERNELS)}"
@@ -106,9 +126,11 @@ class Int8Linear(nn.Module):
             return y.reshape(*shape[:-1], self.out_features)
         row_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0  # (N, 1)
         q = (rows / row_scale).round().clamp(-127, 127).to(torch.int8)
-        # both scales in one factor: inductor then keeps aten._int_mm (fast here) rather than
-        # rewriting the product to oneDNN's signed-int8 linear, which this CPU runs ~100x slower
-        y = torch._int_mm(q, self.weight_t).to(torch.float32) * (row_scale * self.weight_scale)
+        y = torch._int_mm(q, self.weight_t).to(torch.float32)
+        if self.kernel == "onednn":  # the pattern that freezing rewrites to oneDNN's int8 linear
+            y = y * row_scale * self.weight_scale
+        else:  # both scales in one factor: inductor keeps aten._int_mm
+            y = y * (row_scale * self.weight_scale)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features)
