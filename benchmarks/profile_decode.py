@@ -1,6 +1,7 @@
 """Where beam-search time goes: ``torch.profiler`` around ``Translator.hypotheses`` on every
 --every'th line of SRC, after a warm-up batch (which also compiles). Prints the profiler's table of
-operators by self CPU time (--by-shape: per input shapes), then the share of the linear layers.
+operators by self CPU time (--by-shape: per input shapes; --kernels: each generated C++ kernel of
+the compiled graphs as its own row), then the share of the linear layers (all their kernels).
 Run from the repository root:
 
     python benchmarks/profile_decode.py runs/bench/transformer_285s_float32/last.pt \\
@@ -22,7 +23,15 @@ from seq2seq.runtime import tune_malloc
 from seq2seq.search import SearchOptions
 from seq2seq.translator import load
 
-LINEAR = ("mkldnn::_linear_pointwise", "aten::addmm", "aten::mm", "quantized::linear_dynamic")
+LINEAR = (
+    "mkldnn::_linear_pointwise",
+    "aten::addmm",
+    "aten::mm",
+    "quantized::linear_dynamic",
+    "aten::_int_mm",
+    "onednn::qlinear_pointwise",
+    "seq2seq::fbgemm_int8_linear",
+)
 
 
 def main() -> None:
@@ -36,7 +45,16 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=30, help="operators in the table")
     p.add_argument("--by-shape", action="store_true", help="one row per operator and input shapes")
     p.add_argument("--shortlist", help="decode over this vocabulary shortlist (seq2seq shortlist)")
+    p.add_argument(
+        "--kernels",
+        action="store_true",
+        help="compiled: one row per generated C++ kernel (inductor's cpp.enable_kernel_profile)",
+    )
     args = p.parse_args()
+    if args.kernels:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.cpp.enable_kernel_profile = True
     tune_malloc()
     torch.set_num_threads(args.threads)
     sources = read_lines(args.src)[:: args.every]
