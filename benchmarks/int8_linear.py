@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq.quantize import Int8Linear
+from seq2seq.runtime import cpu_has
 
 
 def per_call(fn, x: Tensor, seconds: float) -> float:  # noqa: ANN001
@@ -49,7 +50,7 @@ def main() -> None:
     print(
         f"# {args.rows} rows, {args.threads} thread(s), torch {torch.__version__}, "
         f"CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-        f"AMX {'yes' if torch.cpu._is_amx_tile_supported() else 'no'}"
+        f"AMX {'yes' if cpu_has('amx_tile') else 'no'}"
     )
     print("| in x out | " + " | ".join(kinds) + " |")
     print("|---|" + "---:|" * len(kinds))

@@ -37,6 +37,8 @@ import weakref
 import torch
 from torch import Tensor, nn
 
+from .runtime import cpu_has
+
 KINDS = ("int8",)
 
 
@@ -56,8 +58,7 @@ def default_kernel(out_features: int = 0) -> str:
     least :data:`ONEDNN_MIN_OUT` outputs on CPUs with AMX, else ``int_mm`` on CPUs with AVX-512
     (or where fbgemm is missing), ``fbgemm`` elsewhere."""
     if torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()  # private API
-        if out_features >= ONEDNN_MIN_OUT and amx:
+        if out_features >= ONEDNN_MIN_OUT and cpu_has("amx_tile"):
             return "onednn"
         return "int_mm"
     return "fbgemm" if "fbgemm" in torch.backends.quantized.supported_engines else "int_mm"

@@ -53,6 +53,14 @@ def tune_malloc() -> bool:
     return ok
 
 
+def cpu_has(feature: str) -> bool:
+    """Whether torch reports the CPU feature (``amx_tile``, ``avx512_bf16``, ...) through its private
+    ``torch.cpu._is_<feature>_supported``; False where this torch build has no such check."""
+    import torch
+
+    return bool(getattr(torch.cpu, f"_is_{feature}_supported", lambda: False)())
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 natively: a CUDA device that supports it, or a CPU with
     AVX-512 BF16 or AMX. Elsewhere bf16 is emulated (oneDNN) or missing: on an AVX2-only CPU a
@@ -64,8 +72,7 @@ def native_bf16(device: torch.device) -> bool:
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return False
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+    return cpu_has("avx512_bf16") or cpu_has("amx_tile")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
