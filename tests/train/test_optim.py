@@ -84,3 +84,20 @@ def test_optimizers(kind, cls):
     )
     assert isinstance(opt, cls)
     assert opt.param_groups[0]["weight_decay"] == 0.01
+
+
+@pytest.mark.parametrize("kind,cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_adam_takes_the_fused_kernel_and_matches_the_loop(kind, cls):
+    torch.manual_seed(0)
+    start, grads = torch.randn(5, 3), [torch.randn(5, 3) for _ in range(4)]
+    ours, loop = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt = build_optimizer(OptimizerConfig(kind=kind, lr=0.01, weight_decay=0.01), [ours])
+    ref = cls([loop], lr=0.01, weight_decay=0.01, foreach=False)
+    assert opt.param_groups[0]["fused"] is True
+    assert ref.param_groups[0]["fused"] in (None, False)
+    for g in grads:
+        ours.grad, loop.grad = g.clone(), g.clone()
+        opt.step()
+        ref.step()
+    torch.testing.assert_close(ours, loop)
+    assert not torch.equal(ours, start)

@@ -8,7 +8,7 @@ import torch
 
 from seq2seq import config
 from seq2seq.cli import main
-from seq2seq.train import trainer as trainer_mod
+from seq2seq.train import step as step_mod
 from seq2seq.train.trainer import Trainer, TrainingError
 
 from ..conftest import write_corpus
@@ -73,7 +73,7 @@ def test_non_finite_losses_skip_updates_then_stop(tmp_path, monkeypatch):
         loss = hidden.sum() * float("nan")
         return loss, loss.detach(), 1
 
-    monkeypatch.setattr(trainer_mod, "output_layer_nll", nan_loss)
+    monkeypatch.setattr(step_mod, "output_layer_nll", nan_loss)
     batch = [t.data.train.data.batch([0, 1])]
     for _ in range(2):
         loss, _ = t.update(batch)

@@ -17,7 +17,6 @@ import logging
 import math
 import signal
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,18 +30,13 @@ from ..build import build_model
 from ..config import SCHEMA_VERSION, Config, to_dict
 from ..data.batching import Batch, bucket_batches
 from ..data.prepare import PreparedData, Vocabularies, prepare_data
-from ..runtime import autocast, resolve_precision
+from ..runtime import resolve_precision
 from . import distributed, validation
 from .checkpoint import load_checkpoint, numbered, rng_state, save_checkpoint, set_rng_state
-from .loss import output_layer_nll
-from .optim import build_optimizer, build_schedule
 from .rundir import check_resumable, clean, trim_metrics
+from .step import TrainingError, Updater
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on: repeated non-finite losses, out of memory."""
 
 
 class Interrupted(Exception):
@@ -98,19 +92,14 @@ class Trainer:
             self.data = prepare_data(cfg.data, t.threads, given)
         self.model = build_model(cfg.model, len(self.data.src_vocab), len(self.data.tgt_vocab))
         self.model.to(self.ctx.device)
-        self.optimizer = build_optimizer(t.optimizer, self.model.parameters())
-        self.schedule = build_schedule(t.schedule, self.optimizer, t.max_steps, self.higher)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.updater = Updater(self.model, t, self.precision, self.ctx.device, self.higher)
         self.progress = Progress(top=[])
         if ckpt is not None:
             self._restore(ckpt)
-        self.ddp = (
-            torch.nn.parallel.DistributedDataParallel(
+        if self.ctx.distributed:
+            self.updater.ddp = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.ctx.device] if self.ctx.device.type == "cuda" else None
             )
-            if self.ctx.distributed
-            else None
-        )
         self._signal: int | None = None
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -149,9 +138,7 @@ class Trainer:
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
         ts = ckpt["train_state"]
-        self.optimizer.load_state_dict(ts["optimizer"])
-        self.schedule.load_state_dict(ts["schedule"])
-        self.scaler.load_state_dict(ts["scaler"])
+        self.updater.load_state_dict(ts)
         self.progress = Progress(**ts["progress"])
         set_rng_state(ts["rng"])
 
@@ -181,9 +168,7 @@ class Trainer:
         }
         if with_train_state:
             out["train_state"] = {
-                "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(),
-                "scaler": self.scaler.state_dict(),
+                **self.updater.state_dict(),
                 "rng": rng_state(),
                 "progress": asdict(p),
             }
@@ -230,7 +215,7 @@ class Trainer:
             "loss": loss,
             "ppl": ppl,
             t.metric: value,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self.updater.lr,
             "seconds": time.perf_counter() - start,
         }
         improved = p.best is None or (value > p.best if self.higher else value < p.best)
@@ -251,7 +236,7 @@ class Trainer:
         if self.tensorboard is not None and len(dev.data):
             figure = validation.attention_image(self.model, self.data, device, p.step)
             self.tensorboard.add_figure("valid/attention", figure, p.step)
-        self.schedule.after_validation(value)
+        self.updater.schedule.after_validation(value)
         self._keep_best(value)
         if improved:
             save_checkpoint(self.payload(False), self.out / "best.pt")
@@ -261,59 +246,24 @@ class Trainer:
     # -- training ---------------------------------------------------------------------------------
 
     def update(self, batches: list[Batch]) -> tuple[float, int]:
-        """One optimizer step over ``batches`` (gradient accumulation): the gradient is that of
-        the summed loss over all their target tokens divided by the token count, as one big
-        batch would give. Returns (mean loss, tokens); a non-finite loss skips the step."""
-        t = self.cfg.train
-        model = self.ddp or self.model
-        tokens = sum(b.num_tgt_tokens for b in batches)
-        total = 0.0
-        for i, batch in enumerate(batches):
-            b = batch.to(self.ctx.device)
-            sync = nullcontext() if self.ddp is None or i == len(batches) - 1 else model.no_sync()
-            try:
-                with sync:
-                    with autocast(self.precision, self.ctx.device):
-                        hidden = model(b.src, b.src_mask, b.tgt_in, features=True)
-                        loss, _, _ = output_layer_nll(
-                            hidden, self.model.output_layer, b.tgt_out, t.label_smoothing
-                        )
-                    self.scaler.scale(loss / tokens).backward()
-            except (torch.OutOfMemoryError, RuntimeError) as e:
-                if not isinstance(e, torch.OutOfMemoryError) and "can't allocate memory" not in str(
-                    e
-                ):
-                    raise
-                raise TrainingError(
-                    f"out of memory on a batch of {b.size} sentences x {b.src.size(1)} source / "
-                    f"{b.tgt_in.size(1)} target tokens; lower train.batch_tokens (now "
-                    f"{t.batch_tokens}) or train.batch_size (now {t.batch_size})"
-                ) from None
-            total += float(loss.detach())
-        if not math.isfinite(total):
-            self.optimizer.zero_grad(set_to_none=True)
-            self.progress.bad_steps += 1
+        """One optimizer step over ``batches`` (:class:`~.step.Updater`): (mean loss, tokens).
+        A non-finite loss skips its update; ``train.max_bad_steps`` of them in a row stop the run."""
+        loss, tokens = self.updater(batches)
+        p, limit = self.progress, self.cfg.train.max_bad_steps
+        p.bad_steps = 0 if math.isfinite(loss) else p.bad_steps + 1
+        if p.bad_steps:
             log.warning(
                 "step %d: non-finite loss (%s), update skipped (%d in a row)",
-                self.progress.step + 1,
-                total,
-                self.progress.bad_steps,
+                p.step + 1,
+                loss,
+                p.bad_steps,
             )
-            if self.progress.bad_steps >= t.max_bad_steps:
+            if p.bad_steps >= limit:
                 raise TrainingError(
-                    f"{self.progress.bad_steps} non-finite losses in a row (train.max_bad_steps="
-                    f"{t.max_bad_steps}); lower train.optimizer.lr or set train.clip_norm"
+                    f"{p.bad_steps} non-finite losses in a row (train.max_bad_steps={limit}); "
+                    "lower train.optimizer.lr or set train.clip_norm"
                 )
-            return total, tokens
-        self.progress.bad_steps = 0
-        if t.clip_norm is not None:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.schedule.after_update()
-        self.optimizer.zero_grad(set_to_none=True)
-        return total / tokens, tokens
+        return loss, tokens
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signal = signum
@@ -423,7 +373,7 @@ class Trainer:
         p = self.progress
         mean = p.window_loss / p.window_tokens
         tok_s = p.window_tokens * self.ctx.world_size / max(seconds, 1e-9)
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = self.updater.lr
         post = {"loss": f"{mean:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tok_s:,.0f}"}
         if self.cfg.train.max_minutes:
             post["left"] = f"{max(0.0, self.cfg.train.max_minutes - p.seconds / 60):.1f}min"
