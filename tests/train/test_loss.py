@@ -123,3 +123,29 @@ def test_output_layer_nll_under_bf16_autocast_is_close_to_float():
     ref, _, _ = label_smoothed_nll(layer(ref_h), target, 0.1)
     torch.testing.assert_close(loss, ref, rtol=2e-2, atol=0.0)
     torch.testing.assert_close(hidden.grad, torch.autograd.grad(ref, ref_h)[0], rtol=0.1, atol=2e-2)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("gap", [95.0, 200.0])  # the target's probability subnormal / zero in fp32
+def test_output_layer_nll_is_exact_where_the_targets_probability_underflows(eps, gap):
+    from seq2seq.train.loss import output_layer_nll
+
+    torch.manual_seed(5)
+    layer = torch.nn.Linear(4, 6)
+    hidden = torch.randn(2, 3, 4)
+    target = torch.tensor([[1, 2, 3], [4, 5, PAD_ID]])
+    with torch.no_grad():  # row (0, 0) only: class 0's logit `gap` above the others
+        layer.weight[:, 0] = 0.0
+        layer.weight[0, 0] = gap
+        hidden[..., 0] = 0.0
+        hidden[0, 0, 0] = 1.0
+    ref, ref_nll, _ = label_smoothed_nll(layer(hidden), target, eps)
+    h = hidden.clone().requires_grad_()
+    loss, nll, n = output_layer_nll(h, layer, target, eps)
+    assert n == 5 and torch.isfinite(loss) and float(nll) > gap
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(nll, ref_nll)
+    loss.backward()
+    ref_h = hidden.clone().requires_grad_()
+    ref_grad = torch.autograd.grad(label_smoothed_nll(layer(ref_h), target, eps)[0], ref_h)[0]
+    torch.testing.assert_close(h.grad, ref_grad)
