@@ -149,3 +149,25 @@ def test_output_layer_nll_is_exact_where_the_targets_probability_underflows(eps,
     ref_h = hidden.clone().requires_grad_()
     ref_grad = torch.autograd.grad(label_smoothed_nll(layer(ref_h), target, eps)[0], ref_h)[0]
     torch.testing.assert_close(h.grad, ref_grad)
+
+
+def test_output_layer_nll_in_bf16_keeps_small_target_gradients():
+    """A confident target (p ~ 0.9983): p - 1 from a probability rounded to bf16 would be off by
+    ~15% or more (bf16's spacing below 1 is 2^-9); the bias gradient of that class must match
+    the float softmax of the same bf16 logits to ~1%."""
+    from seq2seq.train.loss import output_layer_nll
+
+    torch.manual_seed(6)
+    layer = torch.nn.Linear(4, 6)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.bias.copy_(torch.tensor([0.0, 8.0, 0.0, 0.0, 0.0, 0.0]))
+    hidden = torch.randn(1, 3, 4)
+    target = torch.tensor([[1, 1, 1]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _, _ = output_layer_nll(hidden, layer, target, 0.0)
+    loss.backward()
+    z = layer.bias.detach().bfloat16().float()  # the logits of every row, as the products give them
+    ref = 3 * (torch.softmax(z, dim=0)[1] - 1.0)  # ~ -0.0050
+    torch.testing.assert_close(layer.bias.grad[1], ref, rtol=1e-2, atol=0.0)
+    torch.testing.assert_close(loss, -3 * torch.log_softmax(z, dim=0)[1], rtol=1e-2, atol=0.0)

@@ -6,11 +6,10 @@ projection are formed chunk by chunk in the forward pass (the loss is a scalar, 
 pass only scales them). Every large buffer stays small enough for the allocator to reuse instead
 of mapping fresh, zero-filled pages, and the full log-softmax tensor and its backward pass go:
 on the Multi30k reference shapes that was ~30% of a CPU training step (benchmarks/train_speed.py,
-docs/benchmarks.md). Per chunk the gradient is one softmax pass in the products' dtype, and
-only the targets' log-probabilities are formed in full precision (a log-softmax pass when the
-products run in bf16/fp16): against a float32 log-softmax, its exponential and the casts, the
-output layer and loss took ~11% less time in float32 and ~12% less in bf16 (3,580 tokens x 256
--> 7,795, 2 threads, Zen 4). :func:`label_smoothed_nll` is the plain form, for logits that exist
+docs/benchmarks.md). Per chunk the gradient is one softmax pass in the products' dtype and
+the targets' terms come from it (:func:`_target_terms`): against a float32 log-softmax, its
+exponential and the casts, the output layer and loss took ~11% less time in float32 and ~12%
+less in bf16 (3,584 tokens x 256 -> 7,795, 2 threads, Zen 4). :func:`label_smoothed_nll` is the plain form, for logits that exist
 anyway.
 """
 
@@ -71,14 +70,14 @@ class _OutputLayerNLL(torch.autograd.Function):
             # softmax is one pass in the products' dtype (each row in cache, reduced in float32);
             # only the targets' log-probabilities are needed in full precision.
             grad = torch.softmax(logits, dim=1)
-            logp_t = _target_log_probs(logits, grad, rows, tc, acc)
+            logp_t, rest = _target_terms(logits, grad, rows, tc, acc)
             nll = -logp_t
             nll_sum += nll.sum()
             loss += (1.0 - eps) * nll.sum()
             if eps > 0:  # sum_v log p_v = sum_v z_v - V * logsumexp(z), per row
                 lse = logits[rows, tc].to(acc) - logp_t
                 loss -= eps / vocab * (logits.sum(dtype=acc) - vocab * lse.sum())
-            grad[rows, tc] = (torch.expm1(logp_t) + eps).to(grad.dtype)  # p - (1 - eps)
+            grad[rows, tc] = (eps - rest).to(grad.dtype)  # p - (1 - eps), p = 1 - rest
             grad_h[i : i + step] = grad @ w
             if grad.dtype == acc:  # accumulated in place, no partial product to add
                 grad_w.addmm_(grad.t(), hc)
@@ -110,24 +109,28 @@ class _OutputLayerNLL(torch.autograd.Function):
         )
 
 
-def _target_log_probs(logits: Tensor, probs: Tensor, rows: Tensor, target: Tensor, acc) -> Tensor:  # noqa: ANN001
-    """log p(target) per row, in ``acc``, for ``probs = softmax(logits)``.
+def _target_terms(
+    logits: Tensor, probs: Tensor, rows: Tensor, target: Tensor, acc: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """For ``probs = softmax(logits)`` (N, V): log p(target) and 1 - p(target) per row, in
+    ``acc``; ``probs``' target entries are left zero.
 
-    With the products in bf16/fp16 the probabilities are rounded to ~3 significant digits, too
-    coarse for ``p - 1`` where ``p`` is near 1, so the targets take a log-softmax in that dtype
-    (one more pass, reduced in float32), whose rounding is relative to log p. On CPU in ``acc``
-    it is the log of the targets' probabilities, except for rows where that probability is not a
-    normal number: those (rarely any) take a log-softmax. On a GPU, a log-softmax (the check
-    would cost a synchronisation per chunk)."""
-    if logits.dtype != acc or logits.device.type != "cpu":
-        return torch.log_softmax(logits, dim=1)[rows, target].to(acc)
-    p = probs[rows, target]
-    logp = p.log()
-    bad = (p < torch.finfo(acc).tiny).nonzero().squeeze(1)  # underflowed or subnormal
+    1 - p is the sum of the other types' probabilities, not a difference: a confident target
+    (p near 1) keeps its small gradient p - 1 to the precision of ``probs`` even when that is
+    bf16, whose spacing just below 1 is 2^-9. log p is ``log1p(-(1 - p))`` where p > 1/2, else
+    ``log p``; rows where p is not a normal number of its dtype (rarely any) take a float
+    log-softmax. On a GPU every row takes one, as that check would synchronise once per chunk."""
+    p = probs[rows, target].to(acc)
+    probs[rows, target] = 0
+    rest = probs.sum(dim=1).to(acc)  # accumulated in float32 whatever the dtype
+    if logits.device.type != "cpu":
+        return torch.log_softmax(logits.to(acc), dim=1)[rows, target], rest
+    logp = torch.where(p > 0.5, torch.log1p(-rest), torch.log(p))
+    bad = (p < torch.finfo(probs.dtype).tiny).nonzero().squeeze(1)  # underflowed or subnormal
     if bad.numel():
-        exact = torch.log_softmax(logits[bad], dim=1)
+        exact = torch.log_softmax(logits[bad].to(acc), dim=1)
         logp[bad] = exact[torch.arange(bad.numel()), target[bad]]
-    return logp
+    return logp, rest
 
 
 def output_layer_nll(
