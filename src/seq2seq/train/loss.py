@@ -8,9 +8,9 @@ of mapping fresh, zero-filled pages, and the full log-softmax tensor and its bac
 on the Multi30k reference shapes that was ~30% of a CPU training step (benchmarks/train_speed.py,
 docs/benchmarks.md). Per chunk the gradient is one softmax pass in the products' dtype and
 the targets' terms come from it (:func:`_target_terms`): against a float32 log-softmax, its
-exponential and the casts, the output layer and loss took ~11% less time in float32 and ~12%
-less in bf16 (3,584 tokens x 256 -> 7,795, 2 threads, Zen 4). :func:`label_smoothed_nll` is the plain form, for logits that exist
-anyway.
+exponential and the casts, the output layer and loss took 3-11% less time in float32 and 12-18%
+less in bf16 (3,584 tokens x 256 -> 7,795, 2 threads, two timings on a noisy Zen 4 machine).
+:func:`label_smoothed_nll` is the plain form, for logits that exist anyway.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class _OutputLayerNLL(torch.autograd.Function):
             # d loss / d logits = softmax - (1 - eps) onehot - eps / V; the constant -eps / V is
             # added after the loop as a rank-one term instead of a pass over every chunk. The
             # softmax is one pass in the products' dtype (each row in cache, reduced in float32);
-            # only the targets' log-probabilities are needed in full precision.
+            # the targets' log-probabilities and p - 1 come from it.
             grad = torch.softmax(logits, dim=1)
             logp_t, rest = _target_terms(logits, grad, rows, tc, acc)
             nll = -logp_t
