@@ -8,7 +8,7 @@ of mapping fresh, zero-filled pages, and the full log-softmax tensor and its bac
 on the Multi30k reference shapes that was ~30% of a CPU training step (benchmarks/train_speed.py,
 docs/benchmarks.md). Per chunk the gradient is one softmax pass in the products' dtype and
 the targets' terms come from it (:func:`_target_terms`): against a float32 log-softmax, its
-exponential and the casts, the output layer and loss took 3-11% less time in float32 and 12-18%
+exponential and the casts, the output layer and loss took 3-11% less time in float32 and 13-18%
 less in bf16 (3,584 tokens x 256 -> 7,795, 2 threads, two timings on a noisy Zen 4 machine).
 :func:`label_smoothed_nll` is the plain form, for logits that exist anyway.
 """
