@@ -81,10 +81,9 @@ class _OutputLayerNLL(torch.autograd.Function):
             grad_h[i : i + step] = grad @ w
             if grad.dtype == acc:  # accumulated in place, no partial product to add
                 grad_w.addmm_(grad.t(), hc)
-                grad_b += grad.sum(dim=0)
-            else:  # bf16/fp16 products: the column sum as one more product, not a float copy
+            else:
                 grad_w += (grad.t() @ hc).to(acc)
-                grad_b += (grad.new_ones(1, grad.size(0)) @ grad).squeeze(0).to(acc)
+            grad_b += grad.sum(dim=0).to(acc)  # reduced in float32 whatever the dtype
         if eps > 0:
             u = eps / vocab
             grad_h -= (u * w.to(acc).sum(dim=0)).to(grad_h.dtype)
