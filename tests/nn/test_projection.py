@@ -36,6 +36,24 @@ def test_gradients_flow_through_the_slices(monkeypatch):
         torch.testing.assert_close(o, t.grad)
 
 
+@pytest.mark.parametrize("dtype,autocast", [(torch.bfloat16, False), (torch.float32, True)])
+def test_bf16_products_are_not_sliced(monkeypatch, dtype, autocast):
+    monkeypatch.setattr(projection, "SLICE_COLUMNS", 4)
+    monkeypatch.setattr(projection, "SLICE_MIN_ROWS", 1)
+    whole = []
+    linear = F.linear
+    monkeypatch.setattr(F, "linear", lambda *a: whole.append(1) or linear(*a))
+    layer = nn.Linear(16, 11).to(dtype)
+    x = torch.randn(7, 16, dtype=dtype)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        got = output_logits(layer, x)
+        assert got.dtype == torch.bfloat16
+        torch.testing.assert_close(got, linear(x, layer.weight, layer.bias))
+    assert whole == [1]  # one product, not slices
+    output_logits(layer.float(), x.float())  # float32 outside autocast: sliced
+    assert whole == [1]
+
+
 def test_other_layers_are_called_as_they_are():
     calls = []
 

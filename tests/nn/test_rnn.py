@@ -7,6 +7,8 @@ import torch
 
 from seq2seq.data.batching import make_batch
 from seq2seq.nn.attention import masked_softmax
+from seq2seq.nn.residual_rnn import ResidualRNN
+from seq2seq.nn.rnn import _steps_by_cell, rnn_step
 
 from ..conftest import tiny_model
 
@@ -187,3 +189,58 @@ def test_state_select_reorders_rows(batch):
     logits_a, _ = model.decode_step(torch.tensor([5, 6, 6]), picked)
     logits_b, _ = model.decode_step(torch.tensor([6, 5, 6]), state)
     torch.testing.assert_close(logits_a[1], logits_b[0])
+
+
+CELL_MODULES = {
+    "lstm": (torch.nn.LSTM, {}),
+    "lstm_nobias": (torch.nn.LSTM, {"bias": False}),
+    "gru": (torch.nn.GRU, {}),
+    "rnn_tanh": (torch.nn.RNN, {}),
+    "rnn_relu": (torch.nn.RNN, {"nonlinearity": "relu"}),
+}
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("kind", CELL_MODULES)
+def test_rnn_step_equals_the_fused_module_with_its_gradients(kind, layers):
+    module, kwargs = CELL_MODULES[kind]
+    torch.manual_seed(0)
+    rnn = module(6, 5, layers, batch_first=True, **kwargs).double()
+    x = torch.randn(3, 1, 6, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(layers, 3, 5, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(layers, 3, 5, dtype=torch.float64, requires_grad=True)
+    hx = (h, c) if module is torch.nn.LSTM else h
+    assert _steps_by_cell(rnn, x)
+    results = []
+    for run in (lambda: rnn(x, hx), lambda: rnn_step(rnn, x, hx)):
+        out, final = run()
+        finals = final if isinstance(final, tuple) else (final,)
+        loss = out.pow(2).sum() + sum((f * f.detach().sin()).sum() for f in finals)
+        inputs = [x, h, *([c] if module is torch.nn.LSTM else []), *rnn.parameters()]
+        results.append((out, finals, torch.autograd.grad(loss, inputs)))
+    (out_a, finals_a, grads_a), (out_b, finals_b, grads_b) = results
+    torch.testing.assert_close(out_b, out_a)
+    torch.testing.assert_close(finals_b, finals_a)
+    torch.testing.assert_close(grads_b, grads_a)
+
+
+def test_rnn_step_drops_between_layers_in_training_only():
+    torch.manual_seed(0)
+    rnn = torch.nn.LSTM(6, 5, 2, batch_first=True, dropout=0.5)
+    x, hx = torch.randn(4, 1, 6), (torch.randn(2, 4, 5), torch.randn(2, 4, 5))
+    rnn.eval()
+    fused, (h_fused, _) = rnn(x, hx)
+    stepped, (h_stepped, _) = rnn_step(rnn, x, hx)
+    torch.testing.assert_close(stepped, fused)
+    rnn.train()
+    dropped, (h_dropped, _) = rnn_step(rnn, x, hx)
+    torch.testing.assert_close(h_dropped[0], h_fused[0])  # the first layer sees no dropout
+    assert not torch.allclose(dropped, fused)  # the second sees a dropped first layer
+
+
+def test_only_single_steps_of_plain_unidirectional_modules_go_by_cell():
+    step, seq = torch.zeros(2, 1, 6), torch.zeros(2, 3, 6)
+    assert not _steps_by_cell(torch.nn.LSTM(6, 5, batch_first=True), seq)
+    assert not _steps_by_cell(torch.nn.LSTM(6, 5, batch_first=True, bidirectional=True), step)
+    assert not _steps_by_cell(torch.nn.LSTM(6, 5, batch_first=True, proj_size=3), step)
+    assert not _steps_by_cell(ResidualRNN(torch.nn.LSTM, 6, 6, 2, False, 0.0), step)
