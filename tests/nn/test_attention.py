@@ -12,6 +12,7 @@ from seq2seq.nn.attention import (
     LuongGeneralScorer,
     MultiHeadAttention,
     ScaledDotScorer,
+    additive_tanh,
 )
 from seq2seq.nn.local_attention import LocalAttention
 
@@ -158,3 +159,24 @@ def test_coverage_enters_the_keys_and_changes_the_weights():
     _, covered = run(attn, query, memory, coverage=torch.rand(2, 7))
     assert not torch.allclose(plain, covered)
     assert torch.all(covered[1, :, 3:] == 0)
+
+
+@pytest.mark.parametrize(
+    "dtype,atol", [(torch.float64, 1e-12), (torch.float32, 5e-7), (torch.bfloat16, 8e-3)]
+)
+def test_additive_tanh_equals_tanh_of_the_sum_with_its_gradients(dtype, atol):
+    torch.manual_seed(0)
+    a = (3 * torch.randn(4, 3, 1, 8)).to(dtype).requires_grad_()
+    b = (3 * torch.randn(4, 1, 5, 8)).to(dtype).requires_grad_()
+    out = additive_tanh(a, b)
+    ref = torch.tanh(a.double() + b.double())
+    assert out.dtype == dtype and out.shape == (4, 3, 5, 8)
+    torch.testing.assert_close(out.double(), ref, atol=atol, rtol=0)
+    grad = torch.randn(4, 3, 5, 8, dtype=torch.float64)
+    got = torch.autograd.grad(out, (a, b), grad.to(dtype))
+    want = torch.autograd.grad(ref, (a, b), grad)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == dtype
+        torch.testing.assert_close(g.double(), w.double(), atol=10 * atol, rtol=0.02)
+    if dtype == torch.float64:
+        assert torch.autograd.gradcheck(additive_tanh, (a, b))

@@ -26,6 +26,37 @@ import torch
 from torch import Tensor, nn
 
 
+class _AdditiveTanh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:  # noqa: ANN001
+        dtype = torch.promote_types(a.dtype, b.dtype)
+        acc = torch.promote_types(dtype, torch.float32)
+        z = torch.add(a.to(acc) * 2, b, alpha=2)  # 2 (a + b), in float32 (or float64)
+        t = z.sigmoid_().mul_(2).sub_(1).to(dtype)  # tanh(x) = 2 sigmoid(2x) - 1
+        ctx.save_for_backward(t)
+        ctx.shapes = a.shape, b.shape
+        return t
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:  # noqa: ANN001
+        (t,) = ctx.saved_tensors
+        g = torch.ops.aten.tanh_backward(grad, t)  # grad * (1 - t^2)
+        return g.sum_to_size(ctx.shapes[0]), g.sum_to_size(ctx.shapes[1])
+
+
+def additive_tanh(a: Tensor, b: Tensor) -> Tensor:
+    """``tanh(a + b)`` (broadcast), the additive scorers' inner term, for every (query, source)
+    pair: ``2 sigmoid(2 (a + b)) - 1`` with the sum and the sigmoid in float32 (float64 for float64
+    inputs), the result in the inputs' dtype, and tanh's own backward pass.
+
+    On CPU ``torch.tanh`` is far slower than ``torch.sigmoid``: for tanh(q + k) over 227 x 18 x
+    256 (a Multi30k RNN batch's decoding step, 2 threads, Zen 4) 2.0 ms against 0.43 in float32
+    and 1.1 against 0.65 in bf16 (max error against float64: 1.9e-7 against 5.5e-8 in float32;
+    in bf16 0.0020 against 0.0033, as the sum is not rounded to bf16 first).
+    """
+    return _AdditiveTanh.apply(a, b)
+
+
 class BahdanauScorer(nn.Module):
     """Additive score: ``score(h_t, h_s) = v_a^T tanh(W_a h_t + U_a h_s)`` (Bahdanau et al. eq. 6).
 
@@ -46,7 +77,7 @@ class BahdanauScorer(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor) -> Tensor:
         q = self.query_proj(query)  # (B, T, A)
-        return self.v(torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))).squeeze(-1)  # (B, T, S)
+        return self.v(additive_tanh(q.unsqueeze(2), keys.unsqueeze(1))).squeeze(-1)  # (B, T, S)
 
 
 class LuongDotScorer(nn.Module):
@@ -115,7 +146,7 @@ class LuongConcatScorer(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor) -> Tensor:
         q = self.query_proj(query)  # (B, T, A)
-        return self.v(torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))).squeeze(-1)  # (B, T, S)
+        return self.v(additive_tanh(q.unsqueeze(2), keys.unsqueeze(1))).squeeze(-1)  # (B, T, S)
 
 
 def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
