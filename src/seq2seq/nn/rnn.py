@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..data.vocab import PAD_ID
+from . import sorted_lstm
 from .dropout import Dropout, dropout
 from .projection import output_logits
 from .residual_rnn import ResidualRNN
@@ -150,9 +151,12 @@ class RNNEncoder(nn.Module):
         """src, src_mask: (B, S) -> states (B, S, D*H), final states each (L, B, D*H)."""
         lengths = src_mask.sum(dim=1)
         x = self.embed_dropout(self.embed(src))  # (B, S, E)
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, final = self.rnn(packed)
-        states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        if sorted_lstm.takes(self.rnn, x):
+            states, final = sorted_lstm.sorted_lstm(self.rnn, x, lengths.tolist())
+        else:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, final = self.rnn(packed)
+            states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
         finals = final if isinstance(final, tuple) else (final,)
         return EncoderOutput(
             states=self.dropout(states),
