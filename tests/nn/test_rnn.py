@@ -244,3 +244,6 @@ def test_only_single_steps_of_plain_unidirectional_modules_go_by_cell():
     assert not _steps_by_cell(torch.nn.LSTM(6, 5, batch_first=True, bidirectional=True), step)
     assert not _steps_by_cell(torch.nn.LSTM(6, 5, batch_first=True, proj_size=3), step)
     assert not _steps_by_cell(ResidualRNN(torch.nn.LSTM, 6, 6, 2, False, 0.0), step)
+    assert _steps_by_cell(torch.nn.GRU(6, 5, batch_first=True), step)
+    with torch.no_grad():  # decoding keeps the module (thread-count independent)
+        assert not _steps_by_cell(torch.nn.GRU(6, 5, batch_first=True), step)

@@ -73,9 +73,15 @@ _CELL_STEPS = {
 
 def _steps_by_cell(rnn: nn.Module, x: Tensor) -> bool:
     """Whether :func:`rnn_step` takes ``x``: one time step of a plain unidirectional, batch-first
-    ``nn.LSTM``/``GRU``/``RNN`` (not a quantized or residual stack)."""
+    ``nn.LSTM``/``GRU``/``RNN`` (not a quantized or residual stack) with gradients on (training).
+
+    Decoding keeps the module: its results do not depend on the number of threads, and the cell
+    functions' do (a beam score moved by 1e-6 between 1 and 2 threads, which the promise that
+    ``--workers``/``--threads`` change no translation or score, ``tests/test_cli.py``, rules out).
+    """
     return (
-        type(rnn) in (nn.LSTM, nn.GRU, nn.RNN)
+        torch.is_grad_enabled()
+        and type(rnn) in (nn.LSTM, nn.GRU, nn.RNN)
         and x.size(1) == 1
         and rnn.batch_first
         and not rnn.bidirectional
@@ -322,7 +328,7 @@ class RNNDecoder(nn.Module):
 
     def _recur(self, x: Tensor, state: RNNDecoderState) -> tuple[Tensor, Tensor, Tensor | None]:
         """x (B, T, In) -> outputs (B, T, H) after hidden dropout, and the new hidden (and cell).
-        A single step (input feeding, decoding) goes through :func:`rnn_step`."""
+        A single training step (input feeding) goes through :func:`rnn_step`."""
         hx = (state.hidden, state.cell) if self.is_lstm else state.hidden
         if _steps_by_cell(self.rnn, x):
             out, final = rnn_step(self.rnn, x, hx)
