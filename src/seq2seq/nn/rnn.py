@@ -75,9 +75,10 @@ def _steps_by_cell(rnn: nn.Module, x: Tensor) -> bool:
     """Whether :func:`rnn_step` takes ``x``: one time step of a plain unidirectional, batch-first
     ``nn.LSTM``/``GRU``/``RNN`` (not a quantized or residual stack) with gradients on (training).
 
-    Decoding keeps the module: its results do not depend on the number of threads, and the cell
-    functions' do (a beam score moved by 1e-6 between 1 and 2 threads, which the promise that
-    ``--workers``/``--threads`` change no translation or score, ``tests/test_cli.py``, rules out).
+    Decoding keeps the module: the cell functions' results depend on the number of threads (a
+    beam score moved by 1e-6 between 1 and 2 threads), which the promise that ``--workers`` and
+    ``--threads`` change no translation or score (``tests/test_cli.py``) rules out; the module
+    keeps it.
     """
     return (
         torch.is_grad_enabled()
