@@ -59,10 +59,15 @@ def sorted_lstm(
     inverse = torch.empty_like(order_t)
     inverse[order_t] = torch.arange(batch, device=x.device)
     steps = by_length[0]
-    running = [sum(1 for n in by_length if n > t) for t in range(steps)]  # a prefix of the rows
-    positions = torch.arange(steps, device=x.device)
-    ends = torch.tensor(by_length, device=x.device).unsqueeze(1)
-    reverse = torch.where(positions < ends, ends - 1 - positions, positions)  # (B, T), involutive
+    running, n = [], batch  # rows still running at each step: a prefix of the sorted rows
+    for t in range(steps):
+        while by_length[n - 1] <= t:
+            n -= 1
+        running.append(n)
+    if directions == 2:  # each row's positions reversed within its length: (B, T), involutive
+        positions = torch.arange(steps, device=x.device)
+        ends = torch.tensor(by_length, device=x.device).unsqueeze(1)
+        reverse = torch.where(positions < ends, ends - 1 - positions, positions)
     inp = x.index_select(0, order_t)[:, :steps]
     finals_h, finals_c = [], []
     for layer in range(rnn.num_layers):
