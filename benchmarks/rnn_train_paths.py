@@ -10,26 +10,20 @@ repository root, e.g. the Multi30k RNN recipe's shape in bf16:
 
     python benchmarks/rnn_train_paths.py recipes/multi30k/rnn.yaml --precision bf16 --batches 16
 
-The anchors' settings (label smoothing 0, constant learning rate) as in ``train_speed.py``.
+The run is built by ``train_speed.py``'s ``anchor_trainer``, with the anchors' settings (label
+smoothing 0, constant learning rate).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 
-import torch
+from train_speed import anchor_trainer  # this folder's script, on sys.path when run as one
 
 import seq2seq.nn.rnn as rnn_module
 import seq2seq.nn.sorted_lstm as sorted_module
-from seq2seq.config import load
-from seq2seq.data.batching import bucket_batches
-from seq2seq.runtime import tune_malloc
-from seq2seq.train.trainer import Trainer
-
-ANCHOR_SETTINGS = ["train.label_smoothing=0.0", "train.schedule={kind: constant}"]
 
 
 def main() -> None:
@@ -42,12 +36,6 @@ def main() -> None:
     p.add_argument("--data-root", default=None, help="multi30k folder (default: the config's)")
     args = p.parse_args()
 
-    overrides = [*ANCHOR_SETTINGS, f"train.precision={args.precision}"]
-    overrides.append(f"train.threads={args.threads}")
-    if args.data_root:
-        overrides += [f"data.train={args.data_root}/train", f"data.dev={args.data_root}/val"]
-    tune_malloc()
-    cfg = load(args.config, overrides)
     sorted_on, cells_on = sorted_module.takes, rnn_module._steps_by_cell
 
     def off(*_: object) -> bool:
@@ -61,17 +49,8 @@ def main() -> None:
     }
     times: dict[str, list[float]] = {m: [] for m in modes}
     tokens = dict.fromkeys(modes, 0)
-    with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(cfg, out, restart=True, show_progress=False)
-        torch.manual_seed(cfg.train.seed)
-        data = trainer.data.train.data
-        batches = bucket_batches(
-            data.lengths(),
-            batch_tokens=cfg.train.batch_tokens,
-            batch_size=cfg.train.batch_size,
-            seed=cfg.train.seed,
-        )
-        trainer.model.train()
+    with anchor_trainer(args.config, args.precision, args.threads, args.data_root) as run:
+        trainer, data, batches = run
         try:
             for i in range(args.warmup):
                 trainer.update([data.batch(batches[i])])

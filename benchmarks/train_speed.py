@@ -15,6 +15,7 @@ the same (``train.label_smoothing=0.0 train.schedule.kind=constant``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import resource
@@ -22,12 +23,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 
 ANCHOR_SETTINGS = ["train.label_smoothing=0.0", "train.schedule={kind: constant}"]
 
 
-def measure(config: str, precision: str, args: argparse.Namespace) -> dict:
-    """Runs in the child process: one config, one precision."""
+@contextlib.contextmanager
+def anchor_trainer(
+    config: str, precision: str, threads: int, data_root: str | None, extra: Sequence[str] = ()
+) -> Iterator[tuple]:
+    """The run of ``config`` as ``seq2seq train`` builds it (tokenizers, vocabularies, model), with
+    the anchors' settings, ``precision`` and ``threads`` (and ``extra`` overrides), in a temporary
+    folder: yields (trainer, its training data, that data's length-bucketed token batches), the
+    model in training mode and the seed set."""
     import torch
 
     from seq2seq.config import load
@@ -35,11 +43,11 @@ def measure(config: str, precision: str, args: argparse.Namespace) -> dict:
     from seq2seq.runtime import tune_malloc
     from seq2seq.train.trainer import Trainer
 
-    overrides = [*ANCHOR_SETTINGS, f"train.precision={precision}", f"train.threads={args.threads}"]
-    if args.data_root:
-        overrides += [f"data.train={args.data_root}/train", f"data.dev={args.data_root}/val"]
+    overrides = [*ANCHOR_SETTINGS, f"train.precision={precision}", f"train.threads={threads}"]
+    if data_root:
+        overrides += [f"data.train={data_root}/train", f"data.dev={data_root}/val"]
     tune_malloc()  # as the seq2seq command does (SEQ2SEQ_DEFAULT_MALLOC=1: glibc's defaults)
-    cfg = load(config, overrides + args.set)
+    cfg = load(config, [*overrides, *extra])
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(cfg, out, restart=True, show_progress=False)
         torch.manual_seed(cfg.train.seed)
@@ -51,6 +59,13 @@ def measure(config: str, precision: str, args: argparse.Namespace) -> dict:
             seed=cfg.train.seed,
         )
         trainer.model.train()
+        yield trainer, data, batches
+
+
+def measure(config: str, precision: str, args: argparse.Namespace) -> dict:
+    """Runs in the child process: one config, one precision."""
+    with anchor_trainer(config, precision, args.threads, args.data_root, args.set) as run:
+        trainer, data, batches = run
         n_params = sum(p.numel() for p in trainer.model.parameters())
         for i in range(args.warmup):
             trainer.update([data.batch(batches[i])])
