@@ -44,10 +44,10 @@ class BanTokens:
 
     def __init__(self, ids: Sequence[int]) -> None:
         self.ids = list(ids)
+        self._index = torch.tensor(self.ids, dtype=torch.long)  # built once, not every step
 
     def __call__(self, logp: Tensor, info: StepInfo) -> Tensor:
-        logp[:, self.ids] = NEG_INF
-        return logp
+        return logp.index_fill_(1, self._index.to(logp.device), NEG_INF)
 
 
 class MinLength:
@@ -55,8 +55,11 @@ class MinLength:
 
     def __init__(self, min_len: Tensor) -> None:
         self.min_len = min_len
+        self._longest = int(min_len.max()) if min_len.numel() else 0
 
     def __call__(self, logp: Tensor, info: StepInfo) -> Tensor:
+        if info.step >= self._longest:  # every sentence is long enough (most steps)
+            return logp
         too_short = info.step < self.min_len.to(logp.device)[info.sentence]
         logp[too_short, EOS_ID] = NEG_INF
         return logp
@@ -67,8 +70,11 @@ class MaxLength:
 
     def __init__(self, max_len: Tensor) -> None:
         self.max_len = max_len
+        self._shortest = int(max_len.min()) if max_len.numel() else 0
 
     def __call__(self, logp: Tensor, info: StepInfo) -> Tensor:
+        if info.step < self._shortest:  # no sentence at its limit yet (most steps)
+            return logp
         at_max = info.step >= self.max_len.to(logp.device)[info.sentence]
         if bool(at_max.any()):
             eos = logp[at_max, EOS_ID]

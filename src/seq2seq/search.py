@@ -86,7 +86,7 @@ def _topk(x: Tensor, n: int, chunk: int = 64) -> tuple[Tensor, Tensor]:
     whole = width // chunk
     if whole <= 2 * n:
         return x.topk(n, dim=1)
-    maxima = x[:, : whole * chunk].reshape(rows, whole, chunk).amax(-1)  # (R, C)
+    maxima = x.unfold(1, chunk, chunk).amax(-1)  # (R, C): the whole chunks, a view, no copy
     best = maxima.topk(n, dim=1).indices  # (R, n)
     cols = (best.unsqueeze(-1) * chunk + torch.arange(chunk, device=x.device)).view(rows, -1)
     if width > whole * chunk:  # the last, partial chunk is always searched
@@ -282,8 +282,8 @@ def beam_search(
         ended = ends.nonzero().tolist()
         if ended:
             srcs, lps = src_row.tolist(), top_s.tolist()
-            hists = hist.tolist()
-        for b, j in ended:
+            hists = hist[[srcs[b][j] for b, j in ended]].tolist()  # only the rows that ended
+        for e, (b, j) in enumerate(ended):
             sid, r = sids_now[b], srcs[b][j]
             lp = lps[b][j]
             a = (
@@ -294,35 +294,48 @@ def beam_search(
             score = length_penalty(lp, step + 1)
             if coverage_beta != 0.0:
                 score += coverage_penalty(a.sum(0), coverage_beta)
-            finished[sid].append(Hypothesis(hists[r], lp, score, a if return_attention else None))
-        # the first K candidates that do not end the sentence continue
-        pos = torch.arange(top_s.size(1), device=device).expand_as(top_s)
-        sel = (pos + is_eos.long() * top_s.size(1)).argsort(dim=1)[:, :k]  # (A, K)
+            finished[sid].append(Hypothesis(hists[e], lp, score, a if return_attention else None))
+        # the first K candidates that do not end the sentence continue: a stable sort puts those
+        # not ending first, each group in its order of score
+        sel = is_eos.to(torch.uint8).argsort(dim=1, stable=True)[:, :k]  # (A, K)
         next_scores, next_tok, next_rows = (
             top_s.gather(1, sel),
             tok.gather(1, sel),
             src_row.gather(1, sel),
         )
+        # which sentences are done, decided in Python (a few dozen at most), so that a step where
+        # none is done (most steps) selects nothing
         counts = [len(finished[s]) for s in sids_now]
-        done = torch.tensor([c >= k for c in counts], dtype=torch.bool, device=device)
-        if bool(done.any()):  # K finished, but the best continuing one may still beat them
-            best = next_scores[:, 0].tolist()  # (A,) best continuing hypothesis of each sentence
-            for i in done.nonzero().flatten().tolist():
-                kth = sorted((h.score for h in finished[sids_now[i]]), reverse=True)[k - 1]
-                if length_penalty(best[i], step + 1) > kth:
-                    done[i] = False
-        if early_stop:  # the best continuation ended, and n_best hypotheses have
-            done |= is_eos[:, 0] & torch.tensor([c >= n_best for c in counts], device=device)
-        done |= ~torch.isfinite(next_scores).any(dim=1)  # nothing left to extend
-        keep = ~done
-        flat = next_rows[keep].view(-1)
+        alive = torch.isfinite(next_scores).any(dim=1).tolist()  # something left to extend
+        best = next_scores[:, 0].tolist() if max(counts) >= k else None
+        first_ended = is_eos[:, 0].tolist() if early_stop and max(counts) >= n_best else None
+        keep = []
+        for i, sid in enumerate(sids_now):
+            done = not alive[i]
+            if (
+                best is not None and counts[i] >= k
+            ):  # K finished: does the best continuing beat them?
+                kth = sorted((h.score for h in finished[sid]), reverse=True)[k - 1]
+                done = done or not length_penalty(best[i], step + 1) > kth
+            if first_ended is not None and first_ended[i] and counts[i] >= n_best:
+                done = True  # early stop: the best continuation ended, and n_best hypotheses have
+            if not done:
+                keep.append(i)
+        if len(keep) < active:
+            index = torch.tensor(keep, dtype=torch.long, device=device)
+            next_rows, next_tok, next_scores = (
+                next_rows.index_select(0, index),
+                next_tok.index_select(0, index),
+                next_scores.index_select(0, index),
+            )
+            rows = rows.index_select(0, index)
+        flat = next_rows.reshape(-1)
         state = state.select(flat)
-        hist = torch.cat([hist[flat], next_tok[keep].view(-1, 1)], dim=1)
+        hist = torch.cat([hist.index_select(0, flat), next_tok.reshape(-1, 1)], dim=1)
         if att is not None:
             att = torch.cat([att[flat], step_att[flat].unsqueeze(1)], dim=1)
-        scores = next_scores[keep].view(-1)
-        prev = next_tok[keep].view(-1)
-        rows = rows[keep]
+        scores = next_scores.reshape(-1)
+        prev = next_tok.reshape(-1)
         width = k
         step += 1
     return [sorted(f, key=lambda h: h.score, reverse=True)[:n_best] for f in finished]
