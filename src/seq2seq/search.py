@@ -312,9 +312,7 @@ def beam_search(
         keep = []
         for i, sid in enumerate(sids_now):
             done = not alive[i]
-            if (
-                best is not None and counts[i] >= k
-            ):  # K finished: does the best continuing beat them?
+            if best is not None and counts[i] >= k:  # K finished: can the best continuing win?
                 kth = sorted((h.score for h in finished[sid]), reverse=True)[k - 1]
                 done = done or not length_penalty(best[i], step + 1) > kth
             if first_ended is not None and first_ended[i] and counts[i] >= n_best:
