@@ -47,7 +47,9 @@ class BanTokens:
         self._index = torch.tensor(self.ids, dtype=torch.long)  # built once, not every step
 
     def __call__(self, logp: Tensor, info: StepInfo) -> Tensor:
-        return logp.index_fill_(1, self._index.to(logp.device), NEG_INF)
+        if self._index.device != logp.device:  # moved once, not copied to the device every step
+            self._index = self._index.to(logp.device)
+        return logp.index_fill_(1, self._index, NEG_INF)
 
 
 class MinLength:

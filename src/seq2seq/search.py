@@ -307,8 +307,9 @@ def beam_search(
         # none is done (most steps) selects nothing
         counts = [len(finished[s]) for s in sids_now]
         alive = torch.isfinite(next_scores).any(dim=1).tolist()  # something left to extend
-        best = next_scores[:, 0].tolist() if max(counts) >= k else None
-        first_ended = is_eos[:, 0].tolist() if early_stop and max(counts) >= n_best else None
+        most = max(counts)
+        best = next_scores[:, 0].tolist() if most >= k else None
+        first_ended = is_eos[:, 0].tolist() if early_stop and most >= n_best else None
         keep = []
         for i, sid in enumerate(sids_now):
             done = not alive[i]
