@@ -216,3 +216,37 @@ def test_training_mode_backward_through_cache_and_dropout(batch):
     logits.sum().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_bf16_autocast_keeps_keys_and_linear_inputs_in_bf16(batch):
+    """Under CPU bf16 autocast, teacher forcing's self-attention keys and values stay bf16 (an
+    empty float32 cache must not promote them to float32), every decoder layer's cross-attention
+    keys come from one bf16 copy of the encoder states, and the linear layers get bf16 inputs,
+    each cast once; the result is the float32 model's up to bf16 rounding."""
+    from seq2seq.nn.transformer_layers import autocast_input
+
+    model = tiny_transformer()
+    inputs = []
+    hooks = [
+        m.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear) and m is not model.decoder.output
+    ]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        enc = model.encode(batch.src, batch.src_mask)
+        state = model.init_state(enc)
+        hidden, new, _ = model.decoder._run(batch.tgt_in, state, weights_from=0)
+    for h in hooks:
+        h.remove()
+    assert enc.states.dtype == torch.float32  # the residual stream stays float32
+    assert {k.dtype for k in (*state.cross_keys, *new.self_keys, *new.self_values)} == {
+        torch.bfloat16
+    }
+    assert inputs and {x.dtype for x in inputs} == {torch.bfloat16}
+    reference = model.decoder.features(batch.tgt_in, model.init_state(enc))[0]
+    torch.testing.assert_close(hidden.float(), reference, atol=0.05, rtol=0.05)
+    x = torch.randn(2, 3)
+    assert autocast_input(x) is x  # autocast off: unchanged
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert autocast_input(x).dtype == torch.bfloat16
+        assert autocast_input(x.double()).dtype == torch.float64  # autocast leaves float64 alone

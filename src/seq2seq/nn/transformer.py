@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from .embeddings import TransformerEmbedding
 from .projection import output_logits
-from .transformer_layers import DecoderLayer, EncoderLayer, MultiHeadAttention
+from .transformer_layers import DecoderLayer, EncoderLayer, MultiHeadAttention, autocast_input
 from .types import EncoderOutput
 
 __all__ = [
@@ -176,7 +176,8 @@ class TransformerDecoder(nn.Module):
 
     def init_state(self, enc: EncoderOutput) -> TransformerDecoderState:
         """Projects the encoder states to every layer's cross-attention keys and values once."""
-        cross = [layer.cross_attn.keys_values(enc.states) for layer in self.layers]
+        memory = autocast_input(enc.states)
+        cross = [layer.cross_attn.keys_values(memory) for layer in self.layers]
         empty = enc.states.new_zeros(enc.states.size(0), self.num_heads, 0, self.head_dim)
         n = len(self.layers)
         return TransformerDecoderState(

@@ -18,6 +18,21 @@ from .dropout import Dropout, dropout, uses_cheap_mask
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 
+def autocast_input(x: Tensor) -> Tensor:
+    """``x`` in the autocast dtype of its device when autocast is on there and ``x`` is float32
+    (what autocast would cast it to for a matrix product), else ``x`` itself.
+
+    A tensor that feeds several linear layers (the query, key and value projections; the
+    cross-attention keys and values of every decoder layer) is then cast once: autocast casts a
+    layer's input at every call and caches the casts of parameters only, so LayerNorm's float32
+    output was cast three times per self-attention, and the encoder states twice per decoder
+    layer, each cast with its own copy back in the backward pass."""
+    device = x.device.type
+    if x.dtype == torch.float32 and torch.is_autocast_enabled(device):
+        return x.to(torch.get_autocast_dtype(device))
+    return x
+
+
 class MultiHeadAttention(nn.Module):
     """``MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O`` with
     ``head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)`` (Vaswani et al. section 3.2.2).
@@ -145,8 +160,9 @@ class _Sublayers(nn.Module):
         self.dropout = Dropout(dropout)
 
     def _in(self, x: Tensor, norm: nn.LayerNorm) -> Tensor:
-        """The sublayer's input: LayerNorm(x) in pre-norm, x in post-norm."""
-        return norm(x) if self.pre_norm else x
+        """The sublayer's input: LayerNorm(x) in pre-norm, x in post-norm; under autocast, in
+        its dtype (:func:`autocast_input`)."""
+        return autocast_input(norm(x) if self.pre_norm else x)
 
     def _out(self, x: Tensor, y: Tensor, norm: nn.LayerNorm) -> Tensor:
         """Residual sum (section 5.4: dropout on the sublayer output before the sum)."""
@@ -238,8 +254,11 @@ class DecoderLayer(_Sublayers):
             raise ValueError("several new positions need an empty self-attention cache")
         h = self._in(x, self.norm1)
         k, v = self.self_attn.keys_values(h)  # (B, h, T, dk)
-        keys = torch.cat([past_keys, k], dim=2)
-        values = torch.cat([past_values, v], dim=2)
+        if past_keys.size(2):
+            keys = torch.cat([past_keys, k], dim=2)
+            values = torch.cat([past_values, v], dim=2)
+        else:  # no copy, and under autocast no float32 result from an empty float32 cache
+            keys, values = k, v
         if one and torch.compiler.is_compiling():  # fuses; eager, SDPA is faster on long caches
             a, _ = self.self_attn.attend_one(h, keys, values)
         else:  # target padding is on the right: the causal mask alone keeps real positions clean
