@@ -83,7 +83,7 @@ def test_output_layer_nll_equals_projection_then_loss(eps, bias, monkeypatch):
     import seq2seq.train.loss as loss_module
     from seq2seq.train.loss import output_layer_nll
 
-    monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", 30)  # 2 rows per chunk: many chunks
+    monkeypatch.setattr(loss_module, "CHUNK_BYTES", 240)  # 2 rows of 13 float64: many chunks
     monkeypatch.setattr(projection, "SLICE_COLUMNS", 5)  # logits in 3 slices, the last short
     monkeypatch.setattr(projection, "SLICE_MIN_ROWS", 1)
     torch.manual_seed(3)
