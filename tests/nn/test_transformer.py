@@ -226,12 +226,15 @@ def test_bf16_autocast_keeps_keys_and_linear_inputs_in_bf16(batch):
     from seq2seq.nn.transformer_layers import autocast_input
 
     model = tiny_transformer()
-    inputs = []
+    inputs, cross = [], []
     hooks = [
         m.register_forward_pre_hook(lambda _, args: inputs.append(args[0]))
         for m in model.modules()
         if isinstance(m, torch.nn.Linear) and m is not model.decoder.output
     ]
+    for layer in model.decoder.layers:
+        for proj in (layer.cross_attn.k_proj, layer.cross_attn.v_proj):
+            hooks.append(proj.register_forward_pre_hook(lambda _, args: cross.append(args[0])))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         enc = model.encode(batch.src, batch.src_mask)
         state = model.init_state(enc)
@@ -243,6 +246,7 @@ def test_bf16_autocast_keeps_keys_and_linear_inputs_in_bf16(batch):
         torch.bfloat16
     }
     assert inputs and {x.dtype for x in inputs} == {torch.bfloat16}
+    assert len(cross) == 2 * len(model.decoder.layers) and all(x is cross[0] for x in cross)
     reference = model.decoder.features(batch.tgt_in, model.init_state(enc))[0]
     torch.testing.assert_close(hidden.float(), reference, atol=0.05, rtol=0.05)
     x = torch.randn(2, 3)
