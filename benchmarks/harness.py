@@ -9,7 +9,9 @@ Sections (``--sections``, default all three):
              (configs/multi30k_en_de_{rnn,transformer}.yaml), float32, and bf16 autocast where
              the CPU has native bf16 (elsewhere a row says it was not measured); with
              --anchors, ../shared/bench/anchors/train.sh onmt_rnn / onmt_transformer for
-             --seconds each, parsed by its summarize.py.
+             --seconds each, parsed by its summarize.py, and ours measured once before and
+             once after them: the row gives the mean of the two passes and both (this
+             machine's speed drifts by 5-15% within minutes).
   translate  benchmarks/translate_speed.py on test_2016_flickr, batch 32, at most 100 output
              tokens (the anchors' rule), beam 5 and greedy (--beam-sizes), float32 and int8,
              eager and compiled (--engines), one process with 2 threads, 2 processes with 1
@@ -101,8 +103,9 @@ def no_bf16_row() -> dict:
     }
 
 
-def train_rows(args: argparse.Namespace) -> list[dict]:
-    out = Path(args.out) / "train_speed.json"
+def our_train_speed(args: argparse.Namespace, name: str) -> list[dict]:
+    """train_speed.py on both reference shapes in every precision, rows from its JSON."""
+    out = Path(args.out) / f"{name}.json"
     sh(
         [
             sys.executable,
@@ -118,25 +121,39 @@ def train_rows(args: argparse.Namespace) -> list[dict]:
             str(out),
         ]
     )
-    rows = [] if "bf16" in precisions() else [no_bf16_row()]
-    for r in json.loads(out.read_text()):
-        shape = next(k for k, v in SHAPES.items() if v == r["config"])
-        rows.append(
-            {
-                "section": "train",
-                "toolkit": "seq2seq",
-                "model": shape,
-                "setting": f"{r['precision']}, {args.threads} threads",
-                "tgt_tok_per_s": r["tgt_tok_per_s"],
-                "peak_rss_gib": r["peak_rss_gib"],
-                "s_per_step": r["s_per_step"],
-            }
-        )
+    return json.loads(out.read_text())
+
+
+def train_rows(args: argparse.Namespace) -> list[dict]:
+    """Ours on both shapes; with --anchors, measured before and after OpenNMT-py's two runs and
+    reported as the mean of the two passes (both kept), so that a drift of the machine's speed
+    during the anchors' ~10 minutes weighs on both sides alike."""
+    passes = [our_train_speed(args, "train_speed")]
     if args.anchors:
         anchors_ready()
         env = {**os.environ, "THREADS": str(args.threads)}
         for shape in SHAPES:
             sh(["bash", str(ANCHORS / "train.sh"), f"onmt_{shape}", str(args.seconds)], env=env)
+        passes.append(our_train_speed(args, "train_speed_after"))
+    rows = [] if "bf16" in precisions() else [no_bf16_row()]
+    for r in passes[0]:
+        shape = next(k for k, v in SHAPES.items() if v == r["config"])
+        key = (r["config"], r["precision"])
+        same = [q for run in passes for q in run if (q["config"], q["precision"]) == key]
+        row = {
+            "section": "train",
+            "toolkit": "seq2seq",
+            "model": shape,
+            "setting": f"{r['precision']}, {args.threads} threads",
+            "tgt_tok_per_s": round(sum(q["tgt_tok_per_s"] for q in same) / len(same), 1),
+            "peak_rss_gib": max(q["peak_rss_gib"] for q in same),
+            "s_per_step": round(sum(q["s_per_step"] for q in same) / len(same), 3),
+        }
+        if len(same) > 1:
+            row["setting"] += ", mean of a pass before and one after OpenNMT-py's"
+            row["passes_tok_per_s"] = " / ".join(f"{q['tgt_tok_per_s']:,}" for q in same)
+        rows.append(row)
+    if args.anchors:
         summary = sh(
             [str(VENV / "bin" / "python"), str(ANCHORS / "summarize.py")],
             env={**env, "ANCHORS_WORK": str(WORK)},
@@ -524,6 +541,7 @@ def onmt_decode(model: Path, src: Path, out: Path, env: dict) -> Path:
 def fmt(r: dict) -> str:
     keys = [
         "tgt_tok_per_s",
+        "passes_tok_per_s",
         "peak_rss_gib",
         "vs_anchor",
         "steps",
