@@ -27,6 +27,9 @@ Sections (``--sections``, default all three):
              translate.sh onmt and ct2, and CTranslate2 in both thread layouts. With
              --shortlist, every row also over a vocabulary shortlist (seq2seq shortlist, built
              from the training text next to the model; an approximation: compare its BLEU).
+             Every row is the best of --repeat timed passes; with --anchors the passes run
+             in --repeat rounds, each ours then the anchors', so that the machine's drift
+             reaches both sides alike.
   quality    BLEU/chrF (or ROUGE) and training wall time of every finished recipe run under
              runs/recipes/ (recipes/*/ scripts).
   anchor-quality
@@ -250,29 +253,26 @@ def bleu_of_bpe(path: Path, ref: str) -> tuple[float, float]:
     return metrics.bleu(hyps, refs)[0], metrics.chrf(hyps, refs)[0]
 
 
-def translate_rows(args: argparse.Namespace) -> list[dict]:
+def _our_translate(
+    args: argparse.Namespace, models: list, src: str, ref: str, repeat: int, first: bool
+) -> list:
+    """translate_speed.py on every model (best of ``repeat``): its rows, one list per model and
+    stopping rule, each with the model's label. With --shortlist, the ``first`` call builds each
+    model's shortlist from the training text (a few seconds)."""
     m30k = f"{args.data}/multi30k"
-    src, ref = f"{m30k}/test_2016_flickr.en", f"{m30k}/test_2016_flickr.de"
-    run = reference_model(args)
-    updates = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]["step"]
-    models = [(f"reference Transformer, {args.seconds} s, {updates} updates", str(run / "last.pt"))]
-    recipe = Path("runs/recipes/multi30k_en_de_transformer/averaged.pt")
-    if recipe.exists() and not args.skip_recipe_model:
-        models.append(("recipe Transformer (60 min)", str(recipe)))
-    vocabs = []
-    if args.shortlist:  # built from the training text for each model (a few seconds)
-        vocabs = ["--vocabs", "full", "shortlist"]
-    rows = []
+    vocabs = ["--vocabs", "full", "shortlist"] if args.shortlist else []
+    runs = []
     for (label, model), stop in [(m, st) for m in models for st in args.stops]:
         out = Path(args.out) / "translate.json"
         shortlist = []
         if args.shortlist:
             file = Path(model).with_name("shortlist.pt")
-            train = f"{m30k}/train"
-            sh(
-                [sys.executable, "-m", "seq2seq", "shortlist", model, "--src", f"{train}.en"]
-                + ["--tgt", f"{train}.de", "--out", str(file)]
-            )
+            if first:
+                train = f"{m30k}/train"
+                sh(
+                    [sys.executable, "-m", "seq2seq", "shortlist", model, "--src", f"{train}.en"]
+                    + ["--tgt", f"{train}.de", "--out", str(file)]
+                )
             shortlist = [*vocabs, "--shortlist", str(file)]
         sh(
             [
@@ -294,12 +294,98 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                 *(["--early-stop"] if stop == "early" else []),
                 *shortlist,
                 "--repeat",
-                str(args.repeat),
+                str(repeat),
                 "--json",
                 str(out),
             ]
         )
-        for r in json.loads(out.read_text()):
+        runs.append((label, json.loads(out.read_text())))
+    return runs
+
+
+def _onmt_model(args: argparse.Namespace, updates: int) -> str:
+    """Makes the OpenNMT-py checkpoint that translate.sh takes (the newest) the one to compare
+    with (--anchor-translate-steps; trained now if missing); returns its label."""
+    onmt_runs = WORK / "runs" / "onmt_transformer"
+    ckpts = list(onmt_runs.glob("model_step_*.pt"))
+    steps = args.anchor_translate_steps
+    if steps == "ours":
+        steps = updates  # of our reference model
+    if steps:
+        steps = int(steps)
+        want = onmt_runs / f"model_step_{steps}.pt"
+        if not want.exists():  # as train.sh runs it, but by updates, saved at the last one
+            config = "configs/onmt_transformer.yaml"
+            limit = f"-train_steps {steps} -save_checkpoint_steps {steps}"
+            sh(
+                [
+                    "bash",
+                    "-c",
+                    f'. "{ANCHORS.resolve()}/env.sh"; $V/onmt_train -config {config} {limit}',
+                ]
+            )
+        os.utime(want)  # translate.sh takes the newest checkpoint: this one
+    elif not ckpts:
+        sh(["bash", str(ANCHORS / "train.sh"), "onmt_transformer", str(args.seconds)])
+    ckpts = list(onmt_runs.glob("model_step_*.pt"))
+    newest = max(ckpts, key=lambda c: c.stat().st_mtime)
+    return f"OpenNMT-py Transformer, {int(newest.stem.rsplit('_', 1)[1])} updates"
+
+
+CT2_SETTINGS = [(q, inter, intra) for q in ("float32", "int8") for inter, intra in ((2, 1), (1, 2))]
+
+
+def _anchors_translate_once(env: dict) -> dict:
+    """One timed pass of onmt_translate (its seconds, or None) and of CTranslate2 in each
+    precision and thread layout (sent/s, output tokens, tok/s)."""
+    log = sh(["bash", str(ANCHORS / "translate.sh"), "onmt"], env=env)
+    m = re.search(r"Total translation time \(s\): ([\d.]+)", log)
+    times = {"onmt": float(m.group(1)) if m else None}
+    for q, inter, intra in CT2_SETTINGS:
+        out = sh(
+            [
+                str(VENV / "bin" / "python"),
+                str(ANCHORS / "ct2_translate.py"),
+                str(WORK / "runs" / f"ct2_{q}"),
+                str(WORK / "data" / "test_2016_flickr.bpe.en"),
+                str(WORK / "runs" / "hyp" / f"ct2_{q}_{inter}x{intra}.bpe.de"),
+                str(inter),
+                str(intra),
+            ],
+            env=env,
+        )
+        m = re.search(r"sent/s=([\d.]+) out_tok=(\d+) tok/s=([\d.]+)", out)
+        times[(q, inter, intra)] = (float(m.group(1)), int(m.group(2)), float(m.group(3)))
+    return times
+
+
+def translate_rows(args: argparse.Namespace) -> list[dict]:
+    """Our rows (and with --anchors the anchors'), each the best of --repeat timed passes. With
+    --anchors the passes alternate, ours then the anchors', --repeat rounds, so that a drift of
+    the machine's speed during the run reaches both sides alike."""
+    m30k = f"{args.data}/multi30k"
+    src, ref = f"{m30k}/test_2016_flickr.en", f"{m30k}/test_2016_flickr.de"
+    run = reference_model(args)
+    updates = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]["step"]
+    models = [(f"reference Transformer, {args.seconds} s, {updates} updates", str(run / "last.pt"))]
+    recipe = Path("runs/recipes/multi30k_en_de_transformer/averaged.pt")
+    if recipe.exists() and not args.skip_recipe_model:
+        models.append(("recipe Transformer (60 min)", str(recipe)))
+    env = {**os.environ, "THREADS": str(args.threads)}
+    if args.anchors:
+        anchors_ready()
+        anchor_label = _onmt_model(args, updates)
+        sh(["bash", str(ANCHORS / "translate.sh"), "ct2"], env=env)  # converts (and one run)
+    rounds = args.repeat if args.anchors else 1
+    ours, anchors = [], []
+    for i in range(rounds):
+        ours.append(_our_translate(args, models, src, ref, args.repeat // rounds, i == 0))
+        if args.anchors:
+            anchors.append(_anchors_translate_once(env))
+    rows = []
+    for i, (label, first) in enumerate(ours[0]):
+        for j, r in enumerate(first):
+            r = max((o[i][1][j] for o in ours), key=lambda x: x["sent_per_s"])  # same row, best
             rule = ", early stop" if r["early_stop"] and r["beam"] > 1 else ""
             rows.append(
                 {
@@ -312,96 +398,43 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                     **{k: r.get(k) for k in TRANSLATE_KEYS},
                 }
             )
-    if args.anchors:
-        anchors_ready()
-        onmt_runs = WORK / "runs" / "onmt_transformer"
-        ckpts = list(onmt_runs.glob("model_step_*.pt"))
-        steps = args.anchor_translate_steps
-        if steps == "ours":
-            steps = updates  # of our reference model
-        if steps:
-            steps = int(steps)
-            want = onmt_runs / f"model_step_{steps}.pt"
-            if not want.exists():  # as train.sh runs it, but by updates, saved at the last one
-                config = "configs/onmt_transformer.yaml"
-                limit = f"-train_steps {steps} -save_checkpoint_steps {steps}"
-                sh(
-                    [
-                        "bash",
-                        "-c",
-                        f'. "{ANCHORS.resolve()}/env.sh"; $V/onmt_train -config {config} {limit}',
-                    ]
-                )
-            os.utime(want)  # translate.sh takes the newest checkpoint: this one
-        elif not ckpts:
-            sh(["bash", str(ANCHORS / "train.sh"), "onmt_transformer", str(args.seconds)])
-        ckpts = list(onmt_runs.glob("model_step_*.pt"))
-        newest = max(ckpts, key=lambda c: c.stat().st_mtime)  # the one translate.sh takes
-        step = int(newest.stem.rsplit("_", 1)[1])
-        label = f"OpenNMT-py Transformer, {step} updates"
-        env = {**os.environ, "THREADS": str(args.threads)}
-        times = []
-        for _ in range(args.repeat):  # best of --repeat, as for ours
-            log = sh(["bash", str(ANCHORS / "translate.sh"), "onmt"], env=env)
-            m = re.search(r"Total translation time \(s\): ([\d.]+)", log)
-            times += [float(m.group(1))] if m else []
-        hyp = WORK / "runs" / "hyp" / "onmt.bpe.de"
-        if times:
-            seconds = min(times)
-            b, c = bleu_of_bpe(hyp, ref)
-            n = sum(len(line.split()) + 1 for line in hyp.read_text().splitlines())
-            rows.append(
-                {
-                    "section": "translate",
-                    "toolkit": "onmt_translate 3.5.1",
-                    "model": label,
-                    "setting": f"beam 5, float32, 1 x {args.threads} threads",
-                    "sent_per_s": round(1000 / seconds, 1),
-                    "tok_per_s": round(n / seconds, 1),
-                    "mean_out_tokens": round(n / 1000, 1),
-                    "bleu": round(b, 2),
-                    "chrf": round(c, 2),
-                }
-            )
-        sh(["bash", str(ANCHORS / "translate.sh"), "ct2"], env=env)  # converts, 2 x 1 layout
-        bpe_src = WORK / "data" / "test_2016_flickr.bpe.en"
-        for q in ("float32", "int8"):
-            for inter, intra in ((2, 1), (1, 2)):
-                hyp = WORK / "runs" / "hyp" / f"ct2_{q}_{inter}x{intra}.bpe.de"
-                runs = [
-                    re.search(
-                        r"sent/s=([\d.]+) out_tok=(\d+) tok/s=([\d.]+)",
-                        sh(
-                            [
-                                str(VENV / "bin" / "python"),
-                                str(ANCHORS / "ct2_translate.py"),
-                                str(WORK / "runs" / f"ct2_{q}"),
-                                str(bpe_src),
-                                str(hyp),
-                                str(inter),
-                                str(intra),
-                            ],
-                            env=env,
-                        ),
-                    )
-                    for _ in range(args.repeat)
-                ]
-                m = max(runs, key=lambda r: float(r.group(1)))  # best of --repeat
-                b, c = bleu_of_bpe(hyp, ref)
-                rows.append(
-                    {
-                        "section": "translate",
-                        "toolkit": "CTranslate2 4.8.5",
-                        "model": label,
-                        "setting": f"beam 5, {q}, {inter} x {intra} thread"
-                        + ("s" if intra > 1 else ""),
-                        "sent_per_s": float(m.group(1)),
-                        "tok_per_s": float(m.group(3)),
-                        "mean_out_tokens": round(int(m.group(2)) / 1000, 1),
-                        "bleu": round(b, 2),
-                        "chrf": round(c, 2),
-                    }
-                )
+    if not args.anchors:
+        return rows
+    times = [a["onmt"] for a in anchors if a["onmt"] is not None]
+    hyp = WORK / "runs" / "hyp" / "onmt.bpe.de"
+    if times:
+        seconds = min(times)
+        b, c = bleu_of_bpe(hyp, ref)
+        n = sum(len(line.split()) + 1 for line in hyp.read_text().splitlines())
+        rows.append(
+            {
+                "section": "translate",
+                "toolkit": "onmt_translate 3.5.1",
+                "model": anchor_label,
+                "setting": f"beam 5, float32, 1 x {args.threads} threads",
+                "sent_per_s": round(1000 / seconds, 1),
+                "tok_per_s": round(n / seconds, 1),
+                "mean_out_tokens": round(n / 1000, 1),
+                "bleu": round(b, 2),
+                "chrf": round(c, 2),
+            }
+        )
+    for q, inter, intra in CT2_SETTINGS:
+        sent, out_tok, tok = max((a[(q, inter, intra)] for a in anchors), key=lambda m: m[0])
+        b, c = bleu_of_bpe(WORK / "runs" / "hyp" / f"ct2_{q}_{inter}x{intra}.bpe.de", ref)
+        rows.append(
+            {
+                "section": "translate",
+                "toolkit": "CTranslate2 4.8.5",
+                "model": anchor_label,
+                "setting": f"beam 5, {q}, {inter} x {intra} thread" + ("s" if intra > 1 else ""),
+                "sent_per_s": sent,
+                "tok_per_s": tok,
+                "mean_out_tokens": round(out_tok / 1000, 1),
+                "bleu": round(b, 2),
+                "chrf": round(c, 2),
+            }
+        )
     return rows
 
 
@@ -626,7 +659,8 @@ def main() -> None:
         "--repeat",
         type=int,
         default=3,
-        help="translation timings: best of N runs, ours and the anchors' alike",
+        help="translation timings: best of N runs, ours and the anchors' alike (with --anchors, "
+        "N rounds of one run each, ours then theirs)",
     )
     p.add_argument("--quality-minutes", type=float, default=60, help="anchor-quality training")
     p.add_argument("--quality-pairs", nargs="+", default=["en-de"], help="e.g. en-de de-en")
