@@ -282,9 +282,7 @@ def _our_translate(
                 "--beam-sizes",
                 *map(str, args.beam_sizes),
                 "--layouts",
-                "1x2",
-                "2x1",
-                "2w1",
+                *args.layouts,
                 "--max-len",
                 "100",
                 "--max-len-ratio",
@@ -385,7 +383,8 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
     rows = []
     for i, (label, first) in enumerate(ours[0]):
         for j, r in enumerate(first):
-            r = max((o[i][1][j] for o in ours), key=lambda x: x["sent_per_s"])  # same row, best
+            same = [o[i][1][j] for o in ours]  # this row in every round
+            r = max(same, key=lambda x: x["sent_per_s"])
             rule = ", early stop" if r["early_stop"] and r["beam"] > 1 else ""
             rows.append(
                 {
@@ -396,6 +395,7 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                     + ("vocabulary shortlist, " if r.get("vocab") == "shortlist" else "")
                     + r["layout"],
                     **{k: r.get(k) for k in TRANSLATE_KEYS},
+                    **_passes([x["sent_per_s"] for x in same]),
                 }
             )
     if not args.anchors:
@@ -417,6 +417,7 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                 "mean_out_tokens": round(n / 1000, 1),
                 "bleu": round(b, 2),
                 "chrf": round(c, 2),
+                **_passes([round(1000 / t, 1) for t in times]),
             }
         )
     for q, inter, intra in CT2_SETTINGS:
@@ -433,9 +434,15 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
                 "mean_out_tokens": round(out_tok / 1000, 1),
                 "bleu": round(b, 2),
                 "chrf": round(c, 2),
+                **_passes([a[(q, inter, intra)][0] for a in anchors]),
             }
         )
     return rows
+
+
+def _passes(sent_per_s: list[float]) -> dict:
+    """Every timed pass of a translation row when there were several (rounds with --anchors)."""
+    return {"passes_sent_per_s": " / ".join(map(str, sent_per_s))} if len(sent_per_s) > 1 else {}
 
 
 # -- quality ----------------------------------------------------------------------------------
@@ -575,6 +582,7 @@ def fmt(r: dict) -> str:
     keys = [
         "tgt_tok_per_s",
         "passes_tok_per_s",
+        "passes_sent_per_s",
         "peak_rss_gib",
         "vs_anchor",
         "steps",
@@ -646,6 +654,14 @@ def main() -> None:
         default=["eager", "compiled"],
         choices=["eager", "compiled"],
         help="our translation engines (translate_speed.py --engines)",
+    )
+    p.add_argument(
+        "--layouts",
+        nargs="+",
+        default=["1x2", "2x1", "2w1"],
+        choices=["1x2", "2x1", "2w1"],
+        help="our translation layouts: 1 process x 2 threads, 2 processes x 1 thread, one "
+        "process with 2 decoding workers of 1 thread (translate_speed.py --layouts)",
     )
     p.add_argument(
         "--stops",
