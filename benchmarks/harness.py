@@ -16,13 +16,14 @@ Sections (``--sections``, default all three):
              tokens (the anchors' rule), beam 5 and greedy (--beam-sizes), float32 and int8,
              eager and compiled (--engines), one process with 2 threads, 2 processes with 1
              thread, and one process with 2 decoding workers of 1 thread (translate --workers 2
-             --threads 1). Beam search ends a sentence when its best continuation ends, as the anchors
-             do (--stops early; full: when 5 hypotheses have ended, our default; --stops early
-             full gives both). The model is the reference Transformer trained for --seconds with
-             the anchors' settings (runs/bench/transformer_<S>s, trained once; like for like with
-             the anchors' model of the same age: compare the updates in the two labels, and give
-             OpenNMT-py the same number with --anchor-translate-steps where --seconds does not;
-             a younger model writes longer, repetitive outputs), plus the recipe model
+             --threads 1; --layouts). Beam search ends a sentence when its best continuation
+             ends, as the anchors do (--stops early; full: when 5 hypotheses have ended, our
+             default; --stops early full gives both). The model is the reference Transformer
+             trained for --seconds with the anchors' settings (runs/bench/transformer_<S>s,
+             trained once; like for like with the anchors' model of the same age: compare the
+             updates in the two labels, and give OpenNMT-py the same number with
+             --anchor-translate-steps where --seconds does not; a younger model writes longer,
+             repetitive outputs), plus the recipe model
              runs/recipes/multi30k_en_de_transformer if it exists. With --anchors:
              translate.sh onmt and ct2, and CTranslate2 in both thread layouts. With
              --shortlist, every row also over a vocabulary shortlist (seq2seq shortlist, built
