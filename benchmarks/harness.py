@@ -375,10 +375,11 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
         anchors_ready()
         anchor_label = _onmt_model(args, updates)
         sh(["bash", str(ANCHORS / "translate.sh"), "ct2"], env=env)  # converts (and one run)
-    rounds = args.repeat if args.anchors else 1
+    # with the anchors: --repeat rounds of one pass each; alone: one call of --repeat passes
+    rounds, per_round = (args.repeat, 1) if args.anchors else (1, args.repeat)
     ours, anchors = [], []
     for i in range(rounds):
-        ours.append(_our_translate(args, models, src, ref, args.repeat // rounds, i == 0))
+        ours.append(_our_translate(args, models, src, ref, per_round, i == 0))
         if args.anchors:
             anchors.append(_anchors_translate_once(env))
     rows = []

@@ -43,15 +43,16 @@ def _worker(setting, sentences, options, batch_size, threads, repeat, barrier, q
         compile=setting["engine"] == "compiled",
         shortlist=setting["shortlist"],
     )
+    decoders = setting["decoders"]
     # warm-up: one untimed pass over the whole share, so that every shape the timed passes meet
     # was compiled (a compiled model recompiles for some shapes that the first batches lack;
     # such a first pass ran ~3x slower), and every decoding thread ran
-    translator.hypotheses(sentences, options, batch_size, workers=setting["decoders"])
+    translator.hypotheses(sentences, options, batch_size, workers=decoders)
     spans = []
     for _ in range(repeat):  # every worker starts each timed run together
         barrier.wait()
         start = time.time()
-        nbest = translator.hypotheses(sentences, options, batch_size, workers=setting["decoders"])
+        nbest = translator.hypotheses(sentences, options, batch_size, workers=decoders)
         spans.append((start, time.time()))
     hyps = [translator.detokenize(n[0].tokens) for n in nbest]
     tokens = sum(len(n[0].tokens) + 1 for n in nbest)

@@ -1,0 +1,135 @@
+"""benchmarks/harness.py's bookkeeping with its subprocesses replaced: our training rows are the
+mean of the passes before and after the anchors, and translation passes alternate with the
+anchors' in rounds, every row the best of its own passes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+HARNESS = Path(__file__).resolve().parents[1] / "benchmarks" / "harness.py"
+
+
+@pytest.fixture
+def harness(monkeypatch):  # noqa: ANN001, ANN201
+    spec = importlib.util.spec_from_file_location("harness_under_test", HARNESS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "anchors_ready", lambda: None)
+    monkeypatch.setattr(module, "precisions", lambda: ["float32", "bf16"])
+    return module
+
+
+def test_train_rows_average_our_passes_before_and_after_the_anchors(harness, monkeypatch, tmp_path):  # noqa: ANN001
+    calls = []
+
+    def speed(args, name):  # noqa: ANN001, ANN202
+        calls.append(name)
+        scale = 1.0 if name == "train_speed" else 1.2
+        return [
+            {"config": c, "precision": p, "tgt_tok_per_s": 1000.0 * scale * (i + 1),
+             "peak_rss_gib": scale, "s_per_step": 0.5 * scale}
+            for i, (c, p) in enumerate((c, p) for c in harness.SHAPES.values() for p in ("float32", "bf16"))
+        ]  # fmt: skip
+
+    def sh(cmd, **kw):  # noqa: ANN001, ANN003, ANN202
+        calls.append(Path(cmd[1]).name + (f" {cmd[2]}" if len(cmd) > 2 else ""))
+        return "onmt_rnn: steady_tgt_tok/s=1000 peakRSS=3.00GiB\nonmt_transformer: steady_tgt_tok/s=2500 peakRSS=3.50GiB"
+
+    monkeypatch.setattr(harness, "our_train_speed", speed)
+    monkeypatch.setattr(harness, "sh", sh)
+    monkeypatch.setattr(harness, "same_time_rows", lambda args: [])
+    args = argparse.Namespace(anchors=True, threads=2, seconds=285, out=str(tmp_path))
+    rows = harness.train_rows(args)
+    assert calls == [
+        "train_speed", "train.sh onmt_rnn", "train.sh onmt_transformer", "train_speed_after", "summarize.py"
+    ]  # fmt: skip
+    ours = {(r["model"], r["setting"].split(",")[0]): r for r in rows if r["toolkit"] == "seq2seq"}
+    bf16_rnn = ours[("rnn", "bf16")]
+    assert bf16_rnn["tgt_tok_per_s"] == 2200.0  # (2000 + 2400) / 2
+    assert bf16_rnn["passes_tok_per_s"] == "2,000.0 / 2,400.0"
+    assert bf16_rnn["peak_rss_gib"] == 1.2
+    assert bf16_rnn["vs_anchor"] == 2.2
+    assert ours[("transformer", "float32")]["vs_anchor"] == round(3300 / 2500, 2)
+
+    calls.clear()
+    rows = harness.train_rows(argparse.Namespace(anchors=False, threads=2, seconds=285, out="x"))
+    assert calls == ["train_speed"]
+    assert [r["tgt_tok_per_s"] for r in rows] == [1000.0, 2000.0, 3000.0, 4000.0]
+    assert not any("passes_tok_per_s" in r or "vs_anchor" in r for r in rows)
+
+
+def test_translate_rows_alternate_rounds_and_keep_each_rows_best_pass(
+    harness, monkeypatch, tmp_path
+):  # noqa: ANN001
+    model = tmp_path / "transformer_285s_float32"
+    model.mkdir()
+    (model / "metrics.jsonl").write_text(json.dumps({"kind": "valid", "step": 214}) + "\n")
+    hyp = tmp_path / "work" / "runs" / "hyp" / "onmt.bpe.de"
+    hyp.parent.mkdir(parents=True)
+    hyp.write_text("a b\n" * 1000)  # 3 tokens per sentence with <eos>
+    monkeypatch.setattr(harness, "WORK", tmp_path / "work")
+    monkeypatch.setattr(harness, "reference_model", lambda args, precision="float32": model)
+    monkeypatch.setattr(harness, "_onmt_model", lambda args, updates: f"OpenNMT-py, {updates}")
+    monkeypatch.setattr(harness, "bleu_of_bpe", lambda hyp, ref: (8.0, 29.0))
+    ours = iter([(150.0, 300.0), (190.0, 280.0), (170.0, 360.0)])  # float32, int8 per pass
+    onmt = iter([10.0, 12.5, 11.0])  # seconds per pass
+    ct2 = iter(range(300, 400))
+    calls = []
+
+    def sh(cmd, **kw):  # noqa: ANN001, ANN003, ANN202
+        cmd = list(map(str, cmd))
+        name = Path(cmd[1]).name
+        calls.append(name + (f" {cmd[2]}" if name == "translate.sh" else ""))
+        if name == "translate_speed.py":
+            assert cmd[cmd.index("--repeat") + 1] == ("1" if args.anchors else "3")
+            speeds = next(ours)
+            rows = [
+                {"beam": 5, "early_stop": True, "precision": p, "engine": "compiled",
+                 "layout": "2 x 1 thread", "sent_per_s": s, "tok_per_s": 12 * s,
+                 "mean_out_tokens": 12.0, "bleu": 16.0, "chrf": 36.0}
+                for p, s in zip(("float32", "int8"), speeds)
+            ]  # fmt: skip
+            Path(cmd[cmd.index("--json") + 1]).write_text(json.dumps(rows))
+        elif cmd[-1] == "onmt":
+            return f"Total translation time (s): {next(onmt)}"
+        elif name == "ct2_translate.py":
+            return f"sent/s={next(ct2)}.0 out_tok=12000 tok/s=4000.0"
+        return ""
+
+    monkeypatch.setattr(harness, "sh", sh)
+    args = argparse.Namespace(
+        data="data", seconds=285, skip_recipe_model=True, threads=2, anchors=True, repeat=3,
+        shortlist=False, stops=["early"], beam_sizes=[5], engines=["compiled"],
+        layouts=["2x1"], out=str(tmp_path), anchor_translate_steps="ours",
+    )  # fmt: skip
+    rows = harness.translate_rows(args)
+    one_round = ["translate_speed.py", "translate.sh onmt"] + ["ct2_translate.py"] * 4
+    assert calls == ["translate.sh ct2", *one_round * 3]
+    by = {(r["toolkit"].split()[0], r["setting"]): r for r in rows}
+    f32 = by[("seq2seq", "beam 5, early stop, float32, compiled, 2 x 1 thread")]
+    i8 = by[("seq2seq", "beam 5, early stop, int8, compiled, 2 x 1 thread")]
+    assert (f32["sent_per_s"], f32["passes_sent_per_s"]) == (190.0, "150.0 / 190.0 / 170.0")
+    assert (i8["sent_per_s"], i8["tok_per_s"]) == (360.0, 12 * 360.0)
+    onmt_row = by[("onmt_translate", "beam 5, float32, 1 x 2 threads")]
+    assert onmt_row["sent_per_s"] == 100.0  # 1,000 sentences in the best pass, 10 s
+    assert onmt_row["passes_sent_per_s"] == "100.0 / 80.0 / 90.9"
+    assert onmt_row["mean_out_tokens"] == 3.0
+    # CTranslate2's passes: 4 settings per round, in CT2_SETTINGS' order, numbered from 300
+    int8_2x1 = by[("CTranslate2", "beam 5, int8, 2 x 1 thread")]
+    assert (int8_2x1["sent_per_s"], int8_2x1["passes_sent_per_s"]) == (
+        310.0,
+        "302.0 / 306.0 / 310.0",
+    )
+
+    calls.clear()
+    ours = iter([(150.0, 300.0)])
+    args.anchors = False
+    rows = harness.translate_rows(args)
+    assert calls == ["translate_speed.py"]
+    assert [r["sent_per_s"] for r in rows] == [150.0, 300.0]
+    assert not any("passes_sent_per_s" in r for r in rows)
