@@ -5,7 +5,10 @@ the compiled decoder (``--engines eager compiled``).
 For each MODEL:SRC:REF triple, translates SRC (first --limit lines) and prints a table of
 sentences/s, target tokens/s, BLEU and exact match per (precision, beam, layout). Timing starts
 when every worker has loaded its model and warmed up, and ends when the last one finishes (model
-loading is excluded, as in the CTranslate2 anchor). Run from the repository root, e.g.
+loading is excluded, as in the CTranslate2 anchor). With several processes, each takes the next
+batch as it finishes one, longest batches first, as ``translate --processes`` and CTranslate2's
+``inter_threads`` do (``--deal shares``: fixed shares dealt beforehand, the way of earlier
+tables). Run from the repository root, e.g.
 
     python benchmarks/translate_speed.py --beam-sizes 5 1 --layouts 1x2 2x1 \\
         --max-len 100 --max-len-ratio 0 --json runs/bench/translate.json \\
@@ -28,12 +31,21 @@ from seq2seq.data.corpus import read_parallel
 from seq2seq.search import SearchOptions
 
 
-def _worker(setting, sentences, options, batch_size, threads, repeat, barrier, queue, rank):  # noqa: ANN001
-    """setting: model, precision, engine, shortlist and decoding workers (threads) of the row."""
+def _worker(
+    setting, sentences, options, batch_size, threads, repeat, barrier, queue, rank, counters
+):  # noqa: ANN001
+    """setting: model, precision, engine, shortlist and decoding workers (threads) of the row.
+
+    ``counters`` None: the worker translates all of ``sentences`` (its share) each pass. Else every
+    worker holds all the sentences, cut into the batches ``translate`` makes of them, and in each
+    timed pass takes the next batch not yet taken (``counters[pass]``, shared by the workers),
+    longest batches first, until none is left: the batches are dealt as they finish, as
+    ``translate --processes`` and CTranslate2's ``inter_threads`` deal theirs."""
     import torch
 
+    from seq2seq.data.batching import bucket_batches
     from seq2seq.runtime import tune_malloc
-    from seq2seq.translator import load
+    from seq2seq.translator import batch_seeds, decode_batch, load
 
     tune_malloc()  # as the seq2seq command does (SEQ2SEQ_DEFAULT_MALLOC=1: glibc's defaults)
     torch.set_num_threads(threads)
@@ -44,17 +56,52 @@ def _worker(setting, sentences, options, batch_size, threads, repeat, barrier, q
         shortlist=setting["shortlist"],
     )
     decoders = setting["decoders"]
-    # warm-up: one untimed pass over the whole share, so that every shape the timed passes meet
-    # was compiled (a compiled model recompiles for some shapes that the first batches lack;
-    # such a first pass ran ~3x slower), and every decoding thread ran
+    if counters is None:
+
+        def translate(_: int) -> tuple[list[int], list]:
+            nbest = translator.hypotheses(sentences, options, batch_size, workers=decoders)
+            return list(range(len(sentences))), nbest
+
+    else:
+        data = translator.encode_sources(sentences)
+        batches = bucket_batches(data.lengths(), batch_size=batch_size, shuffle=False)
+        seeds = batch_seeds(options, len(batches))
+        jobs = list(zip(batches, seeds))[::-1]  # longest first: the last ones dealt are short
+        translator.model.eval()
+
+        def translate(k: int) -> tuple[list[int], list]:
+            done, nbest = [], []
+            while True:
+                with counters[k].get_lock():
+                    i = counters[k].value
+                    counters[k].value += 1
+                if i >= len(jobs):
+                    return done, nbest
+                idx, seed = jobs[i]
+                nbest += decode_batch(
+                    translator.model,
+                    data,
+                    idx,
+                    options,
+                    False,
+                    translator.device,
+                    translator.restrict,
+                    seed,
+                )
+                done += idx
+
+    # warm-up: one untimed pass over the whole share (every sentence, with ``counters``), so
+    # that every shape the timed passes meet was compiled (a compiled model recompiles for some
+    # shapes that the first batches lack; such a first pass ran ~3x slower), and every decoding
+    # thread ran
     translator.hypotheses(sentences, options, batch_size, workers=decoders)
     spans = []
-    for _ in range(repeat):  # every worker starts each timed run together
+    for k in range(repeat):  # every worker starts each timed run together
         barrier.wait()
         start = time.time()
-        nbest = translator.hypotheses(sentences, options, batch_size, workers=decoders)
+        done, nbest = translate(k)
         spans.append((start, time.time()))
-    hyps = [translator.detokenize(n[0].tokens) for n in nbest]
+    hyps = {i: translator.detokenize(n[0].tokens) for i, n in zip(done, nbest)}
     tokens = sum(len(n[0].tokens) + 1 for n in nbest)
     queue.put((rank, spans, hyps, tokens))
 
@@ -71,16 +118,23 @@ def timed(  # noqa: ANN001
     repeat=1,
     shortlist=None,
     decoders=1,
+    deal="batches",
 ):
     """(seconds, hypotheses in input order, output tokens incl. <eos>) with ``workers`` processes
     of ``threads`` threads (``decoders`` > 1: one process whose ``decoders`` threads decode
-    batches at once, ``translate --workers``); the sources are dealt by length so each worker
-    gets a similar load.
-    With ``repeat``, the workers translate their shares that many times (loaded and compiled
-    once) and the fastest run counts."""
+    batches at once, ``translate --workers``). With several processes, ``deal`` ``batches``:
+    each takes the next batch as it finishes one (see :func:`_worker`); ``shares``: the sources
+    are dealt by length beforehand, so that each process gets a similar share.
+    With ``repeat``, the workers translate that many times (loaded and compiled once) and the
+    fastest run counts."""
     ctx = mp.get_context("spawn")
-    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-    shards = [order[r::workers] for r in range(workers)]
+    counters = None
+    if workers > 1 and deal == "batches":
+        shards = [list(range(len(sources)))] * workers
+        counters = [ctx.Value("i", 0) for _ in range(repeat)]
+    else:
+        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+        shards = [order[r::workers] for r in range(workers)]
     barrier, queue = ctx.Barrier(workers), ctx.Queue()
     procs = [
         ctx.Process(
@@ -101,6 +155,7 @@ def timed(  # noqa: ANN001
                 barrier,
                 queue,
                 r,
+                counters,
             ),
         )
         for r, shard in enumerate(shards)
@@ -112,10 +167,12 @@ def timed(  # noqa: ANN001
         p.join()
         if p.exitcode:
             raise RuntimeError(f"translation worker failed with exit code {p.exitcode}")
-    hyps = [""] * len(sources)
+    hyps: list[str | None] = [None] * len(sources)
     for rank, _, shard_hyps, _ in results:
-        for i, h in zip(shards[rank], shard_hyps):
-            hyps[i] = h
+        for i, h in shard_hyps.items():
+            hyps[shards[rank][i]] = h
+    if None in hyps:
+        raise RuntimeError(f"{hyps.count(None)} sentences were not translated")
     seconds = min(
         max(r[1][k][1] for r in results) - min(r[1][k][0] for r in results) for k in range(repeat)
     )
@@ -164,6 +221,7 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
                     args.repeat,
                     args.shortlist if vocab == "shortlist" else None,
                     decoders,
+                    args.deal,
                 )
                 row = {
                     "model": model,
@@ -238,6 +296,14 @@ def main() -> None:
         default=["1x2"],
         help="PROCESSESxTHREADS (e.g. 1x2, 2x1) or WORKERSwTHREADS: one process with "
         "translate --workers WORKERS of THREADS each (e.g. 2w1)",
+    )
+    p.add_argument(
+        "--deal",
+        choices=["batches", "shares"],
+        default="batches",
+        help="with several processes: batches: each takes the next batch when it finishes one "
+        "(longest first), as translate --processes and CTranslate2's inter_threads do; "
+        "shares: each translates a fixed share of the sources, dealt by length",
     )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-len", type=int, default=512)

@@ -207,6 +207,74 @@ def test_processes_change_no_translation_or_seeded_sample(trained, tmp_path, mon
         translator.hypotheses(["abc"], processes=2)
 
 
+def test_parallel_decoding_deals_the_longest_batches_first(trained, monkeypatch):
+    """With several decoding threads or processes, batches are handed out longest first, so
+    that the last ones dealt are short and the workers finish together; the output is the
+    same as decoding them one after the other."""
+    from concurrent.futures import Future
+
+    import seq2seq.processes as processes_mod
+    import seq2seq.translator as translator_mod
+
+    _, data, run = trained
+    sources = (data / "test.src").read_text().splitlines()
+    translator = seq2seq.load(run / "last.pt")
+    longest = {i: len(translator.source_tokens(s)) for i, s in enumerate(sources)}
+    options = SearchOptions(beam_size=2)
+    alone = translator.hypotheses(sources, options, batch_size=3)
+    dealt = []
+
+    class Inline:  # runs each job when it is handed out, and notes the batch's longest source
+        def __init__(self, *args, initializer=None, initargs=(), **kwargs):
+            if initializer is not None:
+                initializer(*initargs)
+
+        def map(self, fn, items):
+            for i in items:
+                idx, nbest = fn(i)
+                dealt.append(max(longest[j] for j in idx))
+                yield idx, nbest
+
+        def submit(self, fn, src, *args):
+            dealt.append(max(len(s) for s in src))
+            future = Future()
+            future.set_result(fn(src, *args))
+            return future
+
+        def shutdown(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(translator_mod, "ThreadPoolExecutor", Inline)
+    monkeypatch.setattr(processes_mod, "ProcessPoolExecutor", Inline)
+    for how in ({"workers": 2}, {"processes": 2}):
+        dealt.clear()
+        assert translator.hypotheses(sources, options, batch_size=3, **how) == alone
+        assert len(dealt) == 7  # 20 sentences in batches of 3
+        assert dealt == sorted(dealt, reverse=True) and dealt[0] > dealt[-1], (how, dealt)
+
+
+def test_translate_speed_deals_each_batch_to_one_process(trained, monkeypatch):
+    """benchmarks/translate_speed.py with two processes: dealt batch by batch as they finish
+    (the default) or in fixed shares, every sentence is translated once, as one process
+    translates it, and its tokens are counted once."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import translate_speed
+
+    _, data, run = trained
+    sources = (data / "test.src").read_text().splitlines()
+    options = SearchOptions(beam_size=2)
+    translator = seq2seq.load(run / "last.pt")
+    alone = translator.hypotheses(sources, options, batch_size=3)
+    texts = [translator.detokenize(h[0].tokens) for h in alone]
+    tokens = sum(len(h[0].tokens) + 1 for h in alone)
+    for deal in ("batches", "shares"):
+        seconds, hyps, counted = translate_speed.timed(
+            str(run / "last.pt"), "float32", "eager", sources, options, 3, 2, 1, 2, deal=deal
+        )
+        assert (hyps, counted) == (texts, tokens), deal
+        assert seconds > 0
+
+
 def test_translate_stdin_to_stdout_via_console_script(trained):
     _, _, run = trained
     proc = subprocess.run(

@@ -93,9 +93,9 @@ def decode_in_processes(
         initargs=(origin, threads),
     )
     try:
-        jobs = {
+        jobs = {  # the longest batches first, so that the last ones dealt are short
             pool.submit(_decode, [data.src[i] for i in idx], options, return_attention, seed): idx
-            for idx, seed in zip(batches, seeds)
+            for idx, seed in reversed(list(zip(batches, seeds)))
         }
         for job in as_completed(jobs):
             for i, hyps in zip(jobs[job], job.result()):

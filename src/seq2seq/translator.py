@@ -93,10 +93,12 @@ def decode_all(
     model.eval()
     pool = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers > 1 else None
     try:
+        # several at once: the longest batches first, so that the last ones dealt are short
+        # and the workers finish together
         results = (
             map(decode, range(len(batches)))
             if pool is None
-            else pool.map(decode, range(len(batches)))
+            else pool.map(decode, reversed(range(len(batches))))
         )
         for idx, nbest in results:
             for i, hyps in zip(idx, nbest):
