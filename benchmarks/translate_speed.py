@@ -43,9 +43,8 @@ def _worker(
     ``translate --processes`` and CTranslate2's ``inter_threads`` deal theirs."""
     import torch
 
-    from seq2seq.data.batching import bucket_batches
     from seq2seq.runtime import tune_malloc
-    from seq2seq.translator import batch_seeds, decode_batch, load
+    from seq2seq.translator import decode_batch, decode_jobs, load
 
     tune_malloc()  # as the seq2seq command does (SEQ2SEQ_DEFAULT_MALLOC=1: glibc's defaults)
     torch.set_num_threads(threads)
@@ -64,9 +63,7 @@ def _worker(
 
     else:
         data = translator.encode_sources(sentences)
-        batches = bucket_batches(data.lengths(), batch_size=batch_size, shuffle=False)
-        seeds = batch_seeds(options, len(batches))
-        jobs = list(zip(batches, seeds))[::-1]  # longest first: the last ones dealt are short
+        jobs = decode_jobs(data, options, batch_size)  # translate's batches, longest first
         translator.model.eval()
 
         def translate(k: int) -> tuple[list[int], list]:

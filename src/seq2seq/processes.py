@@ -77,13 +77,10 @@ def decode_in_processes(
     """n-best lists for every example of ``data``, in the original order, by ``processes``
     spawned processes of ``threads`` intra-op threads each, a batch at a time (the batches of
     :func:`seq2seq.translator.decode_all`, so the results do not depend on ``processes``)."""
-    from .data.batching import bucket_batches
-    from .translator import batch_seeds
+    from .translator import decode_jobs
 
     if processes < 1 or threads < 1:
         raise ValueError(f"processes and threads must be >= 1, got {processes}, {threads}")
-    batches = list(bucket_batches(data.lengths(), batch_size=batch_size, shuffle=False))
-    seeds = batch_seeds(options, len(batches))
     out: list[list[Hypothesis]] = [[] for _ in range(len(data))]
     bar = tqdm(total=len(data), unit="sent", desc="translate", disable=not progress)
     pool = ProcessPoolExecutor(
@@ -93,9 +90,9 @@ def decode_in_processes(
         initargs=(origin, threads),
     )
     try:
-        jobs = {  # the longest batches first, so that the last ones dealt are short
+        jobs = {  # handed out in this order as processes become free: the longest first
             pool.submit(_decode, [data.src[i] for i in idx], options, return_attention, seed): idx
-            for idx, seed in reversed(list(zip(batches, seeds)))
+            for idx, seed in decode_jobs(data, options, batch_size)
         }
         for job in as_completed(jobs):
             for i, hyps in zip(jobs[job], job.result()):

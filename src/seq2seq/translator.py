@@ -56,6 +56,16 @@ def decode_batch(
     return search(m, batch.src, batch.src_mask, options, return_attention, generator)
 
 
+def decode_jobs(
+    data: ParallelData, options: SearchOptions, batch_size: int
+) -> list[tuple[list[int], int | None]]:
+    """The batches that decoding makes of ``data`` (``batch_size`` examples of similar length),
+    each with its seed (:func:`batch_seeds`), longest first: where several workers take them in
+    turn, the last ones taken are short and the workers finish together."""
+    batches = list(bucket_batches(data.lengths(), batch_size=batch_size, shuffle=False))
+    return list(zip(batches, batch_seeds(options, len(batches))))[::-1]
+
+
 def decode_all(
     model: torch.nn.Module,
     data: ParallelData,
@@ -75,17 +85,16 @@ def decode_all(
     CTranslate2's ``inter_threads``). The results do not depend on ``workers``."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    batches = list(bucket_batches(data.lengths(), batch_size=batch_size, shuffle=False))
-    seeds = batch_seeds(options, len(batches))
+    jobs = decode_jobs(data, options, batch_size)
     threads = torch.get_num_threads()
 
-    def decode(i: int) -> tuple[list[int], list[list[Hypothesis]]]:
+    def decode(job: tuple[list[int], int | None]) -> tuple[list[int], list[list[Hypothesis]]]:
         if workers > 1:
             torch.set_num_threads(threads)  # OpenMP keeps the thread count per thread
-        nbest = decode_batch(
-            model, data, batches[i], options, return_attention, device, restrict, seeds[i]
+        idx, seed = job
+        return idx, decode_batch(
+            model, data, idx, options, return_attention, device, restrict, seed
         )
-        return batches[i], nbest
 
     out: list[list[Hypothesis]] = [[] for _ in range(len(data))]
     bar = tqdm(total=len(data), unit="sent", desc="translate", disable=not progress)
@@ -93,13 +102,7 @@ def decode_all(
     model.eval()
     pool = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers > 1 else None
     try:
-        # several at once: the longest batches first, so that the last ones dealt are short
-        # and the workers finish together
-        results = (
-            map(decode, range(len(batches)))
-            if pool is None
-            else pool.map(decode, reversed(range(len(batches))))
-        )
+        results = map(decode, jobs) if pool is None else pool.map(decode, jobs)
         for idx, nbest in results:
             for i, hyps in zip(idx, nbest):
                 out[i] = hyps
