@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -75,23 +77,78 @@ def native_bf16(device: torch.device) -> bool:
     return cpu_has("avx512_bf16") or cpu_has("amx_tile")
 
 
+# bf16 autocast pays for its casts; ``auto`` takes it only where its products are this much faster
+BF16_MIN_SPEEDUP = 1.2
+
+
+@functools.cache
+def bf16_speedup(threads: int) -> float:
+    """How many times faster a training-sized product (2,048 x 256 by 256 x 1,024, the reference
+    Transformer's feed-forward layer on a batch of ~2k tokens) runs in bf16 than in float32 on this
+    CPU with ``threads`` threads: the best of 5 timings of each, interleaved, after a warm-up
+    (~50 ms in all). Measured once per process and thread count. CPUs with AVX-512 BF16 differ:
+    a Zen 4 EPYC ran bf16 products about twice as fast as float32, an Intel Xeon whose AMX the
+    hypervisor hides (model 207) at 0.55x, since its one bf16 dot-product port matches float32's
+    two FMA ports at best (docs/benchmarks.md)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        a32, b32 = torch.randn(2048, 256, generator=gen), torch.randn(256, 1024, generator=gen)
+        a16, b16 = a32.bfloat16(), b32.bfloat16()
+        best = {torch.float32: float("inf"), torch.bfloat16: float("inf")}
+        with torch.inference_mode():
+            for rep in range(7):
+                for a, b in ((a32, b32), (a16, b16)):
+                    start = time.perf_counter()
+                    torch.mm(a, b)
+                    if rep >= 2:  # two warm-up rounds
+                        best[a.dtype] = min(best[a.dtype], time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(previous)
+    return best[torch.float32] / best[torch.bfloat16]
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast should speed training up on ``device``: a CUDA device with bf16, or
+    a CPU with native bf16 (:func:`native_bf16`) whose bf16 products measured at least
+    :data:`BF16_MIN_SPEEDUP` times as fast as float32 (:func:`bf16_speedup`)."""
+    import torch
+
+    if not native_bf16(device):
+        return False
+    return device.type != "cpu" or bf16_speedup(torch.get_num_threads()) >= BF16_MIN_SPEEDUP
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """The training precision for ``train.precision`` on ``device``: ``auto`` is bf16 where the
-    device computes it natively (:func:`native_bf16`), else float32; bf16 on a CPU without it and
-    fp16 off CUDA are errors that say what to use instead."""
+    """The training precision for ``train.precision`` on ``device``: ``auto`` is bf16 where it
+    speeds training up (:func:`fast_bf16`: native, and on a CPU measured faster), else float32;
+    bf16 on a CPU without native bf16 and fp16 off CUDA are errors that say what to use instead.
+    An explicit bf16 on a CPU where it measured slower than float32 is kept, with a warning."""
     import torch
 
     if precision == "auto":
-        return "bf16" if native_bf16(device) else "float32"
+        return "bf16" if fast_bf16(device) else "float32"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("train.precision: 'fp16' needs a CUDA device; use 'bf16' on CPU")
-    if precision == "bf16" and device.type == "cpu" and not native_bf16(device):
-        raise ValueError(
-            "train.precision: 'bf16' needs a CPU with native bf16 (AVX-512 BF16 or AMX); this "
-            f"one has {torch.backends.cpu.get_cpu_capability()} only, where bf16 autocast is "
-            "emulated (a Transformer step 25x slower than float32, no LSTM kernel): use "
-            "'float32', or 'auto' (bf16 where the CPU has it)"
-        )
+    if precision == "bf16" and device.type == "cpu":
+        if not native_bf16(device):
+            raise ValueError(
+                "train.precision: 'bf16' needs a CPU with native bf16 (AVX-512 BF16 or AMX); this "
+                f"one has {torch.backends.cpu.get_cpu_capability()} only, where bf16 autocast is "
+                "emulated (a Transformer step 25x slower than float32, no LSTM kernel): use "
+                "'float32', or 'auto' (bf16 where the CPU has it and it is faster)"
+            )
+        speedup = bf16_speedup(torch.get_num_threads())
+        if speedup < 1.0:
+            log.warning(
+                "train.precision: bf16 products ran at %.2fx the speed of float32 on this CPU "
+                "(%d threads), so bf16 will train slower than 'float32' (or 'auto') would",
+                speedup,
+                torch.get_num_threads(),
+            )
     return precision
 
 

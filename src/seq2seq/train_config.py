@@ -151,7 +151,7 @@ class TrainConfig:
     valid_beam_size: int = 1
     valid_max_len_ratio: float = 2.0  # decoding stops at ratio * source length + 10
     max_bad_steps: int = 5  # consecutive NaN/inf losses before the run stops
-    # autocast; fp16 needs CUDA, bf16 on CPU native bf16; auto: bf16 where native, else float32
+    # autocast; fp16 needs CUDA, bf16 on CPU native bf16; auto: bf16 where native and faster
     precision: Literal["float32", "bf16", "fp16", "auto"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = None  # torch intra-op threads; None leaves torch's default

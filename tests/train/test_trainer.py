@@ -1,5 +1,6 @@
 """Trainer behaviour in-process on a tiny corpus: accumulation, guards, early stopping, keeping."""
 
+import logging
 import math
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 from seq2seq import config
 from seq2seq.cli import main
 from seq2seq.train import step as step_mod
+from seq2seq.train import trainer as trainer_module
 from seq2seq.train.trainer import Trainer, TrainingError
 
 from ..conftest import write_corpus
@@ -147,17 +149,80 @@ def test_train_cli_resumes_by_default_and_restart_starts_over(tmp_path, capsys):
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_precision_auto_is_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch, native):
+@pytest.mark.parametrize(
+    "native, speedup, expected",
+    [(True, 2.0, "bf16"), (True, 1.1, "float32"), (True, 0.56, "float32"), (False, 2.0, "float32")],
+)
+def test_precision_auto_is_bf16_only_where_the_cpu_has_it_and_it_is_faster(
+    tmp_path, monkeypatch, caplog, native, speedup, expected
+):
     from seq2seq import runtime
 
+    measured = []  # the thread counts the products were timed with
+
+    def timed(threads):
+        measured.append(threads)
+        return speedup
+
     monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
-    t = make(tmp_path, "train.precision=auto")
-    assert t.precision == ("bf16" if native else "float32")
+    monkeypatch.setattr(runtime, "bf16_speedup", timed)
+    monkeypatch.setattr(trainer_module, "native_bf16", lambda device: native)
+    monkeypatch.setattr(trainer_module, "bf16_speedup", timed)
+    with caplog.at_level(logging.INFO, logger="seq2seq.train.trainer"):
+        t = make(tmp_path, "train.precision=auto", "train.threads=1")
+    assert t.precision == expected
+    assert set(measured) == ({1} if native else set())  # timed on the configured threads
+    if native:
+        assert f"precision {expected} (auto: bf16 products ran at {speedup:.2f}x float32's " in (
+            caplog.text
+        )
     with runtime.autocast(t.precision, t.ctx.device):
-        assert torch.is_autocast_enabled("cpu") == native
-        if native:
+        assert torch.is_autocast_enabled("cpu") == (expected == "bf16")
+        if expected == "bf16":
             assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_explicit_bf16_where_it_measured_slower_is_kept_with_a_warning(
+    tmp_path, monkeypatch, caplog
+):
+    from seq2seq import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
+    monkeypatch.setattr(runtime, "bf16_speedup", lambda threads: 0.56)
+    with caplog.at_level(logging.WARNING, logger="seq2seq.runtime"):
+        t = make(tmp_path, "train.precision=bf16", "train.threads=1")
+    assert t.precision == "bf16"
+    assert (
+        "train.precision: bf16 products ran at 0.56x the speed of float32 on this CPU (1 threads), "
+        "so bf16 will train slower than 'float32' (or 'auto') would" in caplog.text
+    )
+
+
+def test_bf16_speedup_times_both_products_on_the_given_threads_once(monkeypatch):
+    from seq2seq import runtime
+
+    products = []  # (dtype, threads) of each timed product
+    mm = torch.mm
+
+    def recorded(a, b):
+        products.append((a.dtype, torch.get_num_threads()))
+        return mm(a, b)
+
+    monkeypatch.setattr(torch, "mm", recorded)
+    runtime.bf16_speedup.cache_clear()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first = runtime.bf16_speedup(1)
+        assert torch.get_num_threads() == 2  # the thread count is restored
+    finally:
+        torch.set_num_threads(before)
+    assert first > 0 and math.isfinite(first)
+    assert set(products) == {(torch.float32, 1), (torch.bfloat16, 1)}
+    assert len(products) == 14  # 7 rounds of both, the first two a warm-up
+    assert runtime.bf16_speedup(1) is first  # measured once per process and thread count
+    assert len(products) == 14
+    assert runtime.bf16_speedup.cache_info().misses == 1
 
 
 def test_bf16_on_a_cpu_without_native_bf16_is_refused_before_any_data_work(tmp_path, monkeypatch):
@@ -169,7 +234,7 @@ def test_bf16_on_a_cpu_without_native_bf16_is_refused_before_any_data_work(tmp_p
     assert str(e.value).startswith(
         "train.precision: 'bf16' needs a CPU with native bf16 (AVX-512 BF16 or AMX); this one has "
     )
-    assert "use 'float32', or 'auto' (bf16 where the CPU has it)" in str(e.value)
+    assert "use 'float32', or 'auto' (bf16 where the CPU has it and it is faster)" in str(e.value)
     assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match="train.precision: 'fp16' needs a CUDA device"):
         make(tmp_path, "train.precision=fp16")
