@@ -95,6 +95,15 @@ def precisions() -> list[str]:
     return ["float32", "bf16"] if native_bf16(torch.device("cpu")) else ["float32"]
 
 
+def bf16_ratio(threads: int) -> float:
+    """How fast this CPU's bf16 products run against float32's on ``threads`` threads
+    (``seq2seq.runtime.bf16_speedup``, what ``train.precision: auto`` decides by): it bounds what
+    bf16 autocast can gain, so the bf16 training rows carry it."""
+    from seq2seq.runtime import bf16_speedup
+
+    return round(bf16_speedup(threads), 2)
+
+
 def no_bf16_row() -> dict:
     import torch
 
@@ -156,6 +165,8 @@ def train_rows(args: argparse.Namespace) -> list[dict]:
         if len(same) > 1:
             row["setting"] += ", mean of a pass before and one after OpenNMT-py's"
             row["passes_tok_per_s"] = " / ".join(f"{q['tgt_tok_per_s']:,}" for q in same)
+        if r["precision"] == "bf16":
+            row["bf16_products_vs_float32"] = bf16_ratio(args.threads)
         rows.append(row)
     if args.anchors:
         summary = sh(

@@ -43,6 +43,7 @@ def test_train_rows_average_our_passes_before_and_after_the_anchors(harness, mon
     monkeypatch.setattr(harness, "our_train_speed", speed)
     monkeypatch.setattr(harness, "sh", sh)
     monkeypatch.setattr(harness, "same_time_rows", lambda args: [])
+    monkeypatch.setattr(harness, "bf16_ratio", lambda threads: 0.25 * threads)
     args = argparse.Namespace(anchors=True, threads=2, seconds=285, out=str(tmp_path))
     rows = harness.train_rows(args)
     assert calls == [
@@ -55,6 +56,8 @@ def test_train_rows_average_our_passes_before_and_after_the_anchors(harness, mon
     assert bf16_rnn["peak_rss_gib"] == 1.2
     assert bf16_rnn["vs_anchor"] == 2.2
     assert ours[("transformer", "float32")]["vs_anchor"] == round(3300 / 2500, 2)
+    # the bf16 rows say how fast this CPU's bf16 products are (on the threads measured with)
+    assert [r.get("bf16_products_vs_float32") for r in ours.values()] == [None, 0.5, None, 0.5]
 
     calls.clear()
     rows = harness.train_rows(argparse.Namespace(anchors=False, threads=2, seconds=285, out="x"))
