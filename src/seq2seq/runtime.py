@@ -88,8 +88,7 @@ def bf16_speedup(threads: int) -> float:
     CPU with ``threads`` threads: the best of 5 timings of each, interleaved, after a warm-up
     (~50 ms in all). Measured once per process and thread count. CPUs with AVX-512 BF16 differ:
     a Zen 4 EPYC ran bf16 products about twice as fast as float32, an Intel Xeon whose AMX the
-    hypervisor hides (model 207) at 0.55x, since its one bf16 dot-product port matches float32's
-    two FMA ports at best (docs/benchmarks.md)."""
+    hypervisor hides (model 207) at 0.55x (docs/benchmarks.md)."""
     import torch
 
     previous = torch.get_num_threads()
