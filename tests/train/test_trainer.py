@@ -10,7 +10,6 @@ import torch
 from seq2seq import config
 from seq2seq.cli import main
 from seq2seq.train import step as step_mod
-from seq2seq.train import trainer as trainer_module
 from seq2seq.train.trainer import Trainer, TrainingError
 
 from ..conftest import write_corpus
@@ -166,8 +165,6 @@ def test_precision_auto_is_bf16_only_where_the_cpu_has_it_and_it_is_faster(
 
     monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
     monkeypatch.setattr(runtime, "bf16_speedup", timed)
-    monkeypatch.setattr(trainer_module, "native_bf16", lambda device: native)
-    monkeypatch.setattr(trainer_module, "bf16_speedup", timed)
     with caplog.at_level(logging.INFO, logger="seq2seq.train.trainer"):
         t = make(tmp_path, "train.precision=auto", "train.threads=1")
     assert t.precision == expected
@@ -180,6 +177,22 @@ def test_precision_auto_is_bf16_only_where_the_cpu_has_it_and_it_is_faster(
         assert torch.is_autocast_enabled("cpu") == (expected == "bf16")
         if expected == "bf16":
             assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_precision_auto_resumes_in_the_precision_the_run_started_with(tmp_path, monkeypatch):
+    from seq2seq import runtime
+    from seq2seq.train.checkpoint import save_checkpoint
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
+    monkeypatch.setattr(runtime, "bf16_speedup", lambda threads: 2.0)
+    t = make(tmp_path, "train.precision=auto")
+    assert t.precision == "bf16"
+    save_checkpoint(t.payload(True), tmp_path / "run" / "last.pt")
+    monkeypatch.setattr(runtime, "bf16_speedup", lambda threads: 0.5)  # measured slower now
+    resumed = Trainer(t.cfg, tmp_path / "run", show_progress=False)
+    assert resumed.precision == "bf16"
+    fresh = Trainer(t.cfg, tmp_path / "run", restart=True, show_progress=False)
+    assert fresh.precision == "float32"
 
 
 def test_explicit_bf16_where_it_measured_slower_is_kept_with_a_warning(

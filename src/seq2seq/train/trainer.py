@@ -30,7 +30,7 @@ from ..build import build_model
 from ..config import SCHEMA_VERSION, Config, to_dict
 from ..data.batching import Batch, bucket_batches
 from ..data.prepare import PreparedData, Vocabularies, prepare_data
-from ..runtime import bf16_speedup, native_bf16, resolve_precision
+from ..runtime import auto_precision_note, resolve_precision
 from . import distributed, validation
 from .checkpoint import load_checkpoint, numbered, rng_state, save_checkpoint, set_rng_state
 from .rundir import check_resumable, clean, trim_metrics
@@ -65,17 +65,6 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _auto_reason(precision: str, device: torch.device) -> str:
-    """What the log says after an ``auto`` precision: on a CPU with native bf16, the measured
-    speed of its bf16 products that decided it."""
-    if precision != "auto":
-        return ""
-    if device.type == "cpu" and native_bf16(device):
-        speedup = bf16_speedup(torch.get_num_threads())
-        return f" (auto: bf16 products ran at {speedup:.2f}x float32's speed on this CPU)"
-    return " (auto)"
-
-
 class Trainer:
     def __init__(
         self, cfg: Config, out_dir: str | Path, restart: bool = False, show_progress: bool = True
@@ -96,6 +85,8 @@ class Trainer:
         ckpt = load_checkpoint(self.out / "last.pt") if resume else None
         if ckpt is not None:
             check_resumable(self.out, ckpt, cfg)
+            if t.precision == "auto":  # as the run started: auto measures, and might differ now
+                self.precision = ckpt["train_state"].get("precision", self.precision)
         elif self.main:
             clean(self.out)
         set_seed(t.seed + self.ctx.rank)
@@ -136,7 +127,11 @@ class Trainer:
             self.ctx.device,
             f", {self.ctx.world_size} processes" if self.ctx.distributed else "",
             self.precision,
-            _auto_reason(t.precision, self.ctx.device),
+            ""
+            if t.precision != "auto"
+            else " (auto, as the run started)"
+            if ckpt is not None
+            else auto_precision_note(self.ctx.device),
         )
 
     # -- run directory and resume -----------------------------------------------------------------
@@ -185,6 +180,7 @@ class Trainer:
                 **self.updater.state_dict(),
                 "rng": rng_state(),
                 "progress": asdict(p),
+                "precision": self.precision,
             }
         return out
 
