@@ -24,7 +24,7 @@ Sections (``--sections``, default all three):
              updates in the two labels, and give OpenNMT-py the same number with
              --anchor-translate-steps where --seconds does not; a younger model writes longer,
              repetitive outputs), plus the recipe model
-             runs/recipes/multi30k_en_de_transformer if it exists. With --anchors:
+             <--recipe-runs>/multi30k_en_de_transformer if it exists. With --anchors:
              translate.sh onmt and ct2, and CTranslate2 in both thread layouts. With
              --shortlist, every row also over a vocabulary shortlist (seq2seq shortlist, built
              from the training text next to the model; an approximation: compare its BLEU).
@@ -32,7 +32,8 @@ Sections (``--sections``, default all three):
              in --repeat rounds, each ours then the anchors', so that the machine's drift
              reaches both sides alike.
   quality    BLEU/chrF (or ROUGE) and training wall time of every finished recipe run under
-             runs/recipes/ (recipes/*/ scripts).
+             --recipe-runs (default runs/recipes/, where recipes/*/ scripts put them; their
+             RUNS=DIR puts them elsewhere).
   anchor-quality
              OpenNMT-py trained like our Transformer recipe (benchmarks/onmt_transformer_recipe.yaml)
              for --quality-minutes on the anchors' BPE data, for each --quality-pairs direction;
@@ -378,9 +379,10 @@ def translate_rows(args: argparse.Namespace) -> list[dict]:
     run = reference_model(args)
     updates = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]["step"]
     models = [(f"reference Transformer, {args.seconds} s, {updates} updates", str(run / "last.pt"))]
-    recipe = Path("runs/recipes/multi30k_en_de_transformer/averaged.pt")
-    if recipe.exists() and not args.skip_recipe_model:
-        models.append(("recipe Transformer (60 min)", str(recipe)))
+    if not args.skip_recipe_model:
+        recipe = Path(args.recipe_runs) / "multi30k_en_de_transformer" / "averaged.pt"
+        if recipe.exists():
+            models.append(("recipe Transformer (60 min)", str(recipe)))
     env = {**os.environ, "THREADS": str(args.threads)}
     if args.anchors:
         anchors_ready()
@@ -478,7 +480,7 @@ def averaged(run: Path) -> str:
 
 def quality_rows(args: argparse.Namespace) -> list[dict]:
     rows = []
-    for run in sorted(Path("runs/recipes").glob("*")):
+    for run in sorted(Path(args.recipe_runs).glob("*")):
         seconds = run / "train_seconds"
         for split in ("test_2016_flickr", "val", "dev"):
             f = run / f"{split}.json"
@@ -657,8 +659,14 @@ def main() -> None:
     p.add_argument(
         "--skip-recipe-model",
         action="store_true",
-        help="translate rows of the reference model only, even where runs/recipes/ has the "
+        help="translate rows of the reference model only, even where --recipe-runs has the "
         "en->de recipe model",
+    )
+    p.add_argument(
+        "--recipe-runs",
+        default="runs/recipes",
+        help="where the recipe runs are (the recipes' RUNS): the quality rows, and the recipe "
+        "model of the translate rows",
     )
     p.add_argument("--beam-sizes", type=int, nargs="+", default=[5, 1], help="our translation rows")
     p.add_argument(

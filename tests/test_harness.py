@@ -136,3 +136,31 @@ def test_translate_rows_alternate_rounds_and_keep_each_rows_best_pass(
     assert calls == ["translate_speed.py"]
     assert [r["sent_per_s"] for r in rows] == [150.0, 300.0]
     assert not any("passes_sent_per_s" in r for r in rows)
+
+
+def test_quality_rows_read_the_recipe_runs_given(harness, monkeypatch, tmp_path):  # noqa: ANN001
+    """--recipe-runs, like the recipes' RUNS, says where the finished runs are; a run without
+    its training time (train_seconds) gives no row."""
+    monkeypatch.setattr(harness, "averaged", lambda run: f"average of {run.name}")
+    sig = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
+    for name, bleu, seconds in [("multi30k_en_de_rnn", 35.0617, 3613), ("unfinished", 9.0, None)]:
+        run = tmp_path / "elsewhere" / name
+        run.mkdir(parents=True)
+        result = {"bleu": bleu, "chrf": 59.148, "bleu_signature": sig}
+        (run / "test_2016_flickr.json").write_text(json.dumps(result))
+        if seconds:
+            (run / "train_seconds").write_text(str(seconds))
+    rows = harness.quality_rows(argparse.Namespace(recipe_runs=str(tmp_path / "elsewhere")))
+    assert rows == [
+        {
+            "section": "quality",
+            "toolkit": "seq2seq",
+            "model": "multi30k_en_de_rnn",
+            "setting": "test_2016_flickr, beam 5, average of multi30k_en_de_rnn",
+            "train_minutes": 60.2,
+            "bleu": 35.06,
+            "chrf": 59.15,
+            "signature": sig,
+        }
+    ]
+    assert harness.quality_rows(argparse.Namespace(recipe_runs=str(tmp_path / "none"))) == []
