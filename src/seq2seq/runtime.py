@@ -132,14 +132,28 @@ def auto_precision_note(device: torch.device) -> str:
     return " (auto)"
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def resolve_precision(precision: str, device: torch.device, started: str | None = None) -> str:
     """The training precision for ``train.precision`` on ``device``: ``auto`` is bf16 where it
     speeds training up (:func:`fast_bf16`: native, and on a CPU measured faster), else float32;
     bf16 on a CPU without native bf16 and fp16 off CUDA are errors that say what to use instead.
-    An explicit bf16 on a CPU where it measured slower than float32 is kept, with a warning."""
+    An explicit bf16 on a CPU where it measured slower than float32 is kept, with a warning.
+
+    ``started``: the precision a resumed ``auto`` run started in, kept without measuring again
+    (a measurement might come out the other way, and exact resume needs the same precision),
+    unless it is bf16 and ``device`` has no native bf16 (the run moved): then float32, with a
+    warning."""
     import torch
 
     if precision == "auto":
+        if started == "float32" or (started == "bf16" and native_bf16(device)):
+            return started
+        if started == "bf16":
+            log.warning(
+                "train.precision: auto: this run started in bf16, which %s does not compute "
+                "natively, so it goes on in float32 (not bitwise the run it would have been)",
+                device,
+            )
+            return "float32"
         return "bf16" if fast_bf16(device) else "float32"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("train.precision: 'fp16' needs a CUDA device; use 'bf16' on CPU")

@@ -179,7 +179,9 @@ def test_precision_auto_is_bf16_only_where_the_cpu_has_it_and_it_is_faster(
             assert torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 
-def test_precision_auto_resumes_in_the_precision_the_run_started_with(tmp_path, monkeypatch):
+def test_precision_auto_resumes_in_the_precision_the_run_started_with(
+    tmp_path, monkeypatch, caplog
+):
     from seq2seq import runtime
     from seq2seq.train.checkpoint import save_checkpoint
 
@@ -188,11 +190,30 @@ def test_precision_auto_resumes_in_the_precision_the_run_started_with(tmp_path, 
     t = make(tmp_path, "train.precision=auto")
     assert t.precision == "bf16"
     save_checkpoint(t.payload(True), tmp_path / "run" / "last.pt")
-    monkeypatch.setattr(runtime, "bf16_speedup", lambda threads: 0.5)  # measured slower now
-    resumed = Trainer(t.cfg, tmp_path / "run", show_progress=False)
-    assert resumed.precision == "bf16"
+
+    def measured(threads: int) -> float:  # a resume does not measure again
+        measured.calls += 1
+        return 0.5  # slower now
+
+    measured.calls = 0
+    monkeypatch.setattr(runtime, "bf16_speedup", measured)
+    with caplog.at_level(logging.INFO, logger="seq2seq.train.trainer"):
+        resumed = Trainer(t.cfg, tmp_path / "run", show_progress=False)
+    assert (resumed.precision, measured.calls) == ("bf16", 0)
+    assert "precision bf16 (auto, as the run started)" in caplog.text
+    # the run moved to a CPU without native bf16: float32, with a warning, rather than emulated
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="seq2seq.runtime"):
+        moved = Trainer(t.cfg, tmp_path / "run", show_progress=False)
+    assert moved.precision == "float32"
+    assert caplog.messages == [
+        "train.precision: auto: this run started in bf16, which cpu does not compute natively, "
+        "so it goes on in float32 (not bitwise the run it would have been)"
+    ]
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
     fresh = Trainer(t.cfg, tmp_path / "run", restart=True, show_progress=False)
-    assert fresh.precision == "float32"
+    assert fresh.precision == "float32" and measured.calls > 0  # --restart measures again
 
 
 def test_explicit_bf16_where_it_measured_slower_is_kept_with_a_warning(

@@ -74,10 +74,6 @@ class Trainer:
         self.ctx = distributed.setup(t.device)
         if t.threads is not None:  # before the precision: auto times products on these threads
             torch.set_num_threads(t.threads)
-        # before any data work; every rank trains in rank 0's precision, since auto measures
-        self.precision = distributed.broadcast(
-            resolve_precision(t.precision, self.ctx.device), self.ctx
-        )
         self.main = self.ctx.is_main
         self.show_progress = show_progress and self.main
         self.higher = metrics.HIGHER_IS_BETTER[t.metric]
@@ -85,9 +81,13 @@ class Trainer:
         ckpt = load_checkpoint(self.out / "last.pt") if resume else None
         if ckpt is not None:
             check_resumable(self.out, ckpt, cfg)
-            if t.precision == "auto":  # as the run started: auto measures, and might differ now
-                self.precision = ckpt["train_state"].get("precision", self.precision)
-        elif self.main:
+        # before any data work; every rank trains in rank 0's precision, since auto measures; a
+        # resumed auto run keeps the one it started in (saved by payload)
+        started = ckpt["train_state"].get("precision") if ckpt is not None else None
+        self.precision = distributed.broadcast(
+            resolve_precision(t.precision, self.ctx.device, started), self.ctx
+        )
+        if ckpt is None and self.main:
             clean(self.out)
         set_seed(t.seed + self.ctx.rank)
         given = Vocabularies.from_state(ckpt) if ckpt else None
@@ -130,7 +130,7 @@ class Trainer:
             ""
             if t.precision != "auto"
             else " (auto, as the run started)"
-            if ckpt is not None
+            if started == self.precision
             else auto_precision_note(self.ctx.device),
         )
 
