@@ -40,6 +40,11 @@ Sections (``--sections``, default all three):
              the last 1, 2, 3 and 5 checkpoints averaged and the best on val kept, as our
              Multi30k recipes do; beam 5 on test_2016_flickr, sacreBLEU/chrF as ours.
              Trained once (runs kept in the anchors' work directory); needs no --anchors.
+
+After the rows, a second table gives every bar of issue 7 that they decide: ours, the anchor,
+the ratio, the ratio round by round (translation with --anchors) and the verdict; the JSON gets
+them as rows of section "bars". --bars JSON... prints that table from saved row files (of one
+machine) without measuring anything.
 """
 
 from __future__ import annotations
@@ -593,6 +598,137 @@ def onmt_decode(model: Path, src: Path, out: Path, env: dict) -> Path:
     return out
 
 
+# -- the bars of issue 7, from the rows ---------------------------------------------------------
+
+QUALITY_BARS = {  # recipe run -> (bar, least test_2016_flickr BLEU)
+    "multi30k_en_de_transformer": ("en->de Transformer, 60 min", 36.0),
+    "multi30k_en_de_rnn": ("en->de RNN, 60 min", 33.0),
+    "multi30k_en_de_rnn_small": ("en->de RNN, 60 min", 33.0),
+    "multi30k_de_en_transformer": ("de->en Transformer, 60 min", 38.0),
+}
+
+
+def _bar(bar: str, ours: str, anchor: str, ok: bool, ratio: float | None = None, **kw) -> dict:  # noqa: ANN003
+    row = {"section": "bars", "bar": bar, "ours": ours, "anchor": anchor}
+    if ratio is not None:
+        row["ratio"] = round(ratio, 2)
+    return {**row, **kw, "verdict": "pass" if ok else "fail"}
+
+
+def _per_round(ours: dict, anchor: dict) -> dict:
+    """Ours against the anchor pass by pass, where both ran in the same rounds (--anchors)."""
+    a, b = (r.get("passes_sent_per_s", "").split(" / ") for r in (ours, anchor))
+    if len(a) < 2 or len(a) != len(b):
+        return {}
+    return {"per_round": " / ".join(f"{float(x) / float(y):.2f}x" for x, y in zip(a, b))}
+
+
+def bar_rows(rows: list[dict]) -> list[dict]:
+    """Every bar of issue 7 that ``rows`` (this invocation's, or saved JSON: --bars) can decide:
+    ours, the anchor, the ratio and the verdict. Translation compares the like-for-like model
+    (the reference Transformer, early stop, full vocabulary), each side in its fastest layout."""
+    bars = []
+    train = [r for r in rows if r["section"] == "train"]
+    for shape in ("rnn", "transformer"):
+        for precision, least in (("float32", 1.2), ("bf16", 2.0)):
+            r = next(
+                (x for x in train if x["model"] == shape and "vs_anchor" in x
+                 and x["setting"].startswith(precision + ",")), None,
+            )  # fmt: skip
+            onmt = next((x for x in train if x["model"] == shape
+                         and x["toolkit"].startswith("OpenNMT")), None)  # fmt: skip
+            if r and onmt:
+                ratio = r["tgt_tok_per_s"] / onmt["tgt_tok_per_s"]
+                bars.append(
+                    _bar(f"train {precision} {shape} >= {least:g}x OpenNMT-py",
+                         f"{r['tgt_tok_per_s']:,.0f} tok/s", f"{onmt['tgt_tok_per_s']:,.0f} tok/s",
+                         ratio >= least, ratio)
+                )  # fmt: skip
+    same = {x["setting"].split(",")[0]: x for x in train if "dev_bleu" in x}
+    if {"float32", "bf16"} <= same.keys():
+        b, f = same["bf16"], same["float32"]
+        bars.append(
+            _bar(f"bf16 dev BLEU after the same {b['setting'].split(', ')[1]} >= float32's",
+                 f"{b['dev_bleu']} ({b['steps']} updates)", f"float32 {f['dev_bleu']} ({f['steps']} updates)",
+                 b["dev_bleu"] >= f["dev_bleu"])
+        )  # fmt: skip
+    tr = [r for r in rows if r["section"] == "translate"]
+
+    def best(candidates: list[dict]) -> dict | None:
+        return max(candidates, key=lambda r: r["sent_per_s"], default=None)
+
+    def ours(precision: str) -> dict | None:
+        """The anchors' stopping rule (early stop) where the rows have it; rows of older runs,
+        before it, carry no rule in their setting."""
+        mine = [r for r in tr if r["toolkit"] == "seq2seq" and r["model"].startswith("reference")
+                and "shortlist" not in r["setting"]]  # fmt: skip
+        for rule in ("beam 5, early stop, ", "beam 5, "):
+            found = best([r for r in mine if r["setting"].startswith(rule + precision + ",")])
+            if found:
+                return found
+        return None
+
+    onmt = best([r for r in tr if r["toolkit"].startswith("onmt_translate")])
+    ct2 = best(
+        [r for r in tr if r["toolkit"].startswith("CTranslate2") and ", int8," in r["setting"]]
+    )
+    f32, i8 = ours("float32"), ours("int8")
+    for mine, theirs, precision, name, least in (
+        (f32, onmt, "float32", "onmt_translate", 2.0),
+        (i8, ct2, "int8", "CTranslate2 int8", 1.0),
+    ):
+        if mine and theirs:
+            ratio = mine["sent_per_s"] / theirs["sent_per_s"]
+            layout = theirs["setting"].rsplit(", ", 1)[-1]
+            bars.append(
+                _bar(f"beam 5 {precision} >= {least:g}x {name}",
+                     f"{mine['sent_per_s']} sent/s ({mine['setting'].split(precision + ', ')[-1]})",
+                     f"{theirs['sent_per_s']} sent/s ({layout})", ratio >= least, ratio,
+                     **_per_round(mine, theirs))
+            )  # fmt: skip
+    if i8:
+        twin = next((r for r in tr if r["model"] == i8["model"]
+                     and r["setting"] == i8["setting"].replace(", int8,", ", float32,")), f32)  # fmt: skip
+        if twin:
+            loss = twin["bleu"] - i8["bleu"]
+            bars.append(
+                _bar("int8 loses <= 0.5 BLEU against our float32", f"{i8['bleu']}",
+                     f"float32 {twin['bleu']}", loss <= 0.5, loss_bleu=round(loss, 2))
+            )  # fmt: skip
+    tests = {r["model"]: r for r in rows if r["section"] == "quality"
+             and r["setting"].startswith("test_2016_flickr")}  # fmt: skip
+    for model, (bar, least) in QUALITY_BARS.items():
+        if model in tests:
+            r = tests[model]
+            bars.append(
+                _bar(f"{bar}: test_2016_flickr BLEU >= {least:g}",
+                     f"{r['bleu']} ({r['train_minutes']} min)", "", r["bleu"] >= least)
+            )  # fmt: skip
+    for model, r in tests.items():
+        if model.startswith("onmt_recipe_"):
+            pair = model.removeprefix("onmt_recipe_")
+            mine = tests.get(f"multi30k_{pair}_transformer")
+            if mine:
+                bars.append(
+                    _bar(f"{pair.replace('_', '->')} Transformer above OpenNMT-py's, same time",
+                         f"{mine['bleu']} ({mine['train_minutes']} min)",
+                         f"{r['bleu']} ({r['train_minutes']} min)", mine["bleu"] > r["bleu"])
+                )  # fmt: skip
+    return bars
+
+
+def print_bars(bars: list[dict]) -> None:
+    print("| bar | ours | anchor | ratio | per round | verdict |")
+    print("|---|---|---|---:|---|---|")
+    for b in bars:
+        ratio = f"{b['ratio']:.2f}x" if "ratio" in b else ""
+        if "loss_bleu" in b:
+            ratio = f"int8 {0.0 - b['loss_bleu']:+.2f} BLEU"
+        print(
+            f"| {b['bar']} | {b['ours']} | {b['anchor']} | {ratio} | {b.get('per_round', '')} | {b['verdict']} |"
+        )
+
+
 def fmt(r: dict) -> str:
     keys = [
         "tgt_tok_per_s",
@@ -623,6 +759,16 @@ def _updates(value: str) -> str:
     if value != "ours" and not (value.isdigit() and int(value) > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number or 'ours', got {value!r}")
     return value
+
+
+def _kind(row: dict) -> tuple:
+    """What --bars takes from the first file that has it: a section's rows of one toolkit, and
+    for quality, of one recipe run."""
+    return (
+        row["section"],
+        row.get("toolkit"),
+        row.get("model") if row["section"] == "quality" else None,
+    )
 
 
 def main() -> None:
@@ -704,7 +850,32 @@ def main() -> None:
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--out", default="runs/bench")
     p.add_argument("--json", default="runs/bench/harness.json")
+    p.add_argument(
+        "--bars",
+        nargs="+",
+        metavar="JSON",
+        help="measure nothing: print the bars of issue 7 that these saved row files (of one "
+        "machine) decide; each kind of row (a section's rows of one toolkit; for quality, of "
+        "one recipe run) comes from the first file that has it, so a later run's file goes first",
+    )
     args = p.parse_args()
+    if args.bars:
+        rows = []
+        for f in args.bars:
+            try:
+                data = json.loads(Path(f).read_text())
+            except (OSError, ValueError) as e:
+                raise SystemExit(f"--bars {f}: {e}") from None
+            if not isinstance(data, list) or not all(
+                isinstance(r, dict) and "section" in r for r in data
+            ):
+                raise SystemExit(
+                    f"--bars {f}: expected a list of rows (objects with a 'section'), as --json writes"
+                )
+            kinds = {_kind(r) for r in rows}  # earlier files'
+            rows += [r for r in data if _kind(r) not in kinds]
+        print_bars(bar_rows(rows))
+        return
     Path(args.out).mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     for section, fn in (
@@ -720,6 +891,11 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['section']} | {r['toolkit']} | {r['model']} | {r['setting']} | {fmt(r)} |")
+    bars = bar_rows(rows)
+    if bars:
+        print()
+        print_bars(bars)
+        Path(args.json).write_text(json.dumps(rows + bars, indent=1))
     print(f"rows: {args.json}", file=sys.stderr)
 
 

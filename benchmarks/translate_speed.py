@@ -117,13 +117,13 @@ def timed(  # noqa: ANN001
     decoders=1,
     deal="batches",
 ):
-    """(seconds, hypotheses in input order, output tokens incl. <eos>) with ``workers`` processes
+    """(seconds of each pass, hypotheses in input order, output tokens incl. <eos>) with ``workers`` processes
     of ``threads`` threads (``decoders`` > 1: one process whose ``decoders`` threads decode
     batches at once, ``translate --workers``). With several processes, ``deal`` ``batches``:
     each takes the next batch as it finishes one (see :func:`_worker`); ``shares``: the sources
     are dealt by length beforehand, so that each process gets a similar share.
-    With ``repeat``, the workers translate that many times (loaded and compiled once) and the
-    fastest run counts."""
+    With ``repeat``, the workers translate that many times (loaded and compiled once); the
+    caller counts the fastest."""
     ctx = mp.get_context("spawn")
     counters = None
     if workers > 1 and deal == "batches":
@@ -170,9 +170,9 @@ def timed(  # noqa: ANN001
             hyps[shards[rank][i]] = h
     if None in hyps:
         raise RuntimeError(f"{hyps.count(None)} sentences were not translated")
-    seconds = min(
+    seconds = [
         max(r[1][k][1] for r in results) - min(r[1][k][0] for r in results) for k in range(repeat)
-    )
+    ]
     return seconds, hyps, sum(r[3] for r in results)
 
 
@@ -206,7 +206,7 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
         for precision, engine, vocab in combos:
             for layout in args.layouts:
                 workers, decoders, threads, label = parse_layout(layout)
-                best, hyps, tokens = timed(
+                passes, hyps, tokens = timed(
                     model,
                     precision,
                     engine,
@@ -220,6 +220,7 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
                     decoders,
                     args.deal,
                 )
+                best = min(passes)
                 row = {
                     "model": model,
                     "data": src,
@@ -238,6 +239,10 @@ def run(model: str, src: str, ref: str, args: argparse.Namespace) -> list[dict]:
                     "chrf": round(metrics.chrf(hyps, refs)[0], 2),
                     "exact_match": round(metrics.exact_match(hyps, refs), 4),
                 }
+                if len(passes) > 1:  # every pass: this machine's spread, not just its best
+                    row["passes_sent_per_s"] = " / ".join(
+                        str(round(len(sources) / t, 1)) for t in passes
+                    )
                 if precision == "float32" and engine == "eager" and vocab == "full":
                     floats.setdefault(beam, hyps)
                 elif beam in floats:
@@ -312,7 +317,10 @@ def main() -> None:
     )
     p.add_argument("--limit", type=int, default=1000)
     p.add_argument(
-        "--repeat", type=int, default=1, help="best of N timed runs (models loaded once)"
+        "--repeat",
+        type=int,
+        default=1,
+        help="best of N timed runs (models loaded once); the JSON rows give every run's speed",
     )
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args()

@@ -272,7 +272,7 @@ def test_translate_speed_deals_each_batch_to_one_process(trained, monkeypatch):
             str(run / "last.pt"), "float32", "eager", sources, options, 3, 2, 1, 2, deal=deal
         )
         assert (hyps, counted) == (texts, tokens), deal
-        assert seconds > 0
+        assert len(seconds) == 2 and min(seconds) > 0  # each pass's time
 
 
 def test_translate_stdin_to_stdout_via_console_script(trained):

@@ -164,3 +164,126 @@ def test_quality_rows_read_the_recipe_runs_given(harness, monkeypatch, tmp_path)
         }
     ]
     assert harness.quality_rows(argparse.Namespace(recipe_runs=str(tmp_path / "none"))) == []
+
+
+def _tr(toolkit, model, setting, sent, passes=None, bleu=20.0):  # noqa: ANN001, ANN202
+    row = {"section": "translate", "toolkit": toolkit, "model": model, "setting": setting,
+           "sent_per_s": sent, "bleu": bleu}  # fmt: skip
+    return {**row, "passes_sent_per_s": passes} if passes else row
+
+
+def _q(toolkit, model, bleu, minutes, split="test_2016_flickr"):  # noqa: ANN001, ANN202
+    return {"section": "quality", "toolkit": toolkit, "model": model,
+            "setting": f"{split}, beam 5", "bleu": bleu, "train_minutes": minutes}  # fmt: skip
+
+
+def test_bar_rows_decide_each_bar_from_the_rows(harness):  # noqa: ANN001
+    """The bars of issue 7: thresholds met exactly pass, the like-for-like model only (not the
+    recipe model, not a shortlist), each side in its fastest layout, per-round ratios paired."""
+    ref, onmt = "reference Transformer, 285 s, 307 updates", "OpenNMT-py Transformer, 307 updates"
+    early = "beam 5, early stop, "
+    rows = [
+        {"section": "train", "toolkit": "seq2seq", "model": "rnn", "setting": "float32, 2 threads",
+         "tgt_tok_per_s": 1200.0, "vs_anchor": 1.2},
+        {"section": "train", "toolkit": "seq2seq", "model": "rnn", "setting": "bf16, 2 threads",
+         "tgt_tok_per_s": 1990.0, "vs_anchor": 1.99},
+        {"section": "train", "toolkit": "OpenNMT-py 3.5.1", "model": "rnn", "setting": "float32",
+         "tgt_tok_per_s": 1000.0},
+        {"section": "train", "toolkit": "seq2seq", "model": "transformer",
+         "setting": "float32, 285 s of training, dev greedy", "steps": 300, "dev_bleu": 20.0},
+        {"section": "train", "toolkit": "seq2seq", "model": "transformer",
+         "setting": "bf16, 285 s of training, dev greedy", "steps": 500, "dev_bleu": 20.0},
+        _tr("seq2seq", ref, early + "float32, compiled, 2 x 1 thread", 200.0, "200.0 / 150.0"),
+        _tr("seq2seq", ref, early + "float32, eager, 1 x 2 threads", 120.0, bleu=20.0),
+        _tr("seq2seq", ref, early + "float32, compiled, vocabulary shortlist, 2 x 1 thread", 900.0),
+        _tr("seq2seq", "recipe Transformer (60 min)", early + "float32, compiled, 2 x 1 thread", 800.0),
+        _tr("seq2seq", ref, early + "int8, compiled, 2 x 1 thread", 300.0, "300.0 / 280.0", 19.4),
+        _tr("seq2seq", ref, "beam 5, float32, compiled, 2 x 1 thread", 999.0),  # full stop
+        _tr("onmt_translate 3.5.1", onmt, "beam 5, float32, 1 x 2 threads", 100.0, "100.0 / 80.0"),
+        _tr("CTranslate2 4.8.5", onmt, "beam 5, float32, 2 x 1 thread", 1000.0),
+        _tr("CTranslate2 4.8.5", onmt, "beam 5, int8, 2 x 1 thread", 310.0, "250.0 / 310.0"),
+        _tr("CTranslate2 4.8.5", onmt, "beam 5, int8, 1 x 2 threads", 90.0, "90.0 / 80.0"),
+        _q("seq2seq", "multi30k_en_de_transformer", 40.0, 60.2, "val"),
+        _q("seq2seq", "multi30k_en_de_transformer", 36.0, 60.2),
+        _q("seq2seq", "multi30k_de_en_transformer", 37.99, 60.1),
+        _q("OpenNMT-py 3.5.1", "onmt_recipe_en_de", 36.0, 60.0),
+    ]  # fmt: skip
+    bars = {b["bar"]: b for b in harness.bar_rows(rows)}
+    verdicts = {k: b["verdict"] for k, b in bars.items()}
+    assert verdicts == {
+        "train float32 rnn >= 1.2x OpenNMT-py": "pass",
+        "train bf16 rnn >= 2x OpenNMT-py": "fail",
+        "bf16 dev BLEU after the same 285 s of training >= float32's": "pass",
+        "beam 5 float32 >= 2x onmt_translate": "pass",
+        "beam 5 int8 >= 1x CTranslate2 int8": "fail",
+        "int8 loses <= 0.5 BLEU against our float32": "fail",
+        "en->de Transformer, 60 min: test_2016_flickr BLEU >= 36": "pass",
+        "de->en Transformer, 60 min: test_2016_flickr BLEU >= 38": "fail",
+        "en->de Transformer above OpenNMT-py's, same time": "fail",  # level is not above
+    }
+    beam = bars["beam 5 float32 >= 2x onmt_translate"]
+    assert (beam["ours"], beam["anchor"]) == (
+        "200.0 sent/s (compiled, 2 x 1 thread)", "100.0 sent/s (1 x 2 threads)"
+    )  # fmt: skip
+    assert (beam["ratio"], beam["per_round"]) == (2.0, "2.00x / 1.88x")
+    int8 = bars["beam 5 int8 >= 1x CTranslate2 int8"]
+    assert (int8["anchor"], int8["ratio"], int8["per_round"]) == (
+        "310.0 sent/s (2 x 1 thread)", 0.97, "1.20x / 0.90x"
+    )  # fmt: skip
+    assert bars["int8 loses <= 0.5 BLEU against our float32"]["loss_bleu"] == 0.6
+    for int8_bleu, verdict in ((19.5, "pass"), (19.49, "fail")):  # against float32's 20.0
+        again = [dict(r, bleu=int8_bleu) if ", int8, compiled" in r["setting"] else r for r in rows]
+        loss = next(b for b in harness.bar_rows(again) if b["bar"].startswith("int8 loses"))
+        assert loss["verdict"] == verdict
+    # rows from before early stop carry no stopping rule: those are the ones then
+    old = [dict(r, setting=r["setting"].replace("early stop, ", "")) for r in rows]
+    old = [r for r in old if r.get("sent_per_s") != 999.0]
+    beam = next(b for b in harness.bar_rows(old) if b["bar"].startswith("beam 5 float32"))
+    assert beam["ours"] == "200.0 sent/s (compiled, 2 x 1 thread)"
+
+
+def test_bars_reads_saved_rows_and_names_a_file_it_cannot_read(
+    harness, monkeypatch, tmp_path, capsys
+):  # noqa: ANN001
+    good = tmp_path / "quality.json"
+    good.write_text(json.dumps([
+        _q("seq2seq", "multi30k_en_de_rnn", 35.06, 60.2),
+        {"section": "bars", "bar": "an old verdict", "ours": "", "anchor": "", "verdict": "fail"},
+    ]))  # fmt: skip
+    monkeypatch.setattr("sys.argv", ["harness.py", "--bars", str(good)])
+    harness.main()
+    out = capsys.readouterr().out.splitlines()
+    assert out[2:] == [
+        "| en->de RNN, 60 min: test_2016_flickr BLEU >= 33 | 35.06 (60.2 min) |  |  |  | pass |"
+    ]
+    # each kind of row from the first file that has it: quality rows by recipe run
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps([
+        _q("seq2seq", "multi30k_en_de_rnn", 30.0, 60.0),
+        _q("OpenNMT-py 3.5.1", "onmt_recipe_en_de", 31.0, 60.0),
+        _q("seq2seq", "multi30k_en_de_transformer", 36.5, 60.1),
+    ]))  # fmt: skip
+    monkeypatch.setattr("sys.argv", ["harness.py", "--bars", str(good), str(older)])
+    harness.main()
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" | ")[1] for line in out[2:]] == [
+        "36.5 (60.1 min)", "35.06 (60.2 min)", "36.5 (60.1 min)"
+    ]  # fmt: skip
+    monkeypatch.setattr("sys.argv", ["harness.py", "--bars", str(older), str(good)])
+    harness.main()
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" | ")[1:3] for line in out[2:]] == [
+        ["36.5 (60.1 min)", ""], ["30.0 (60.0 min)", ""], ["36.5 (60.1 min)", "31.0 (60.0 min)"]
+    ]  # fmt: skip
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"section": "train"}')
+    monkeypatch.setattr("sys.argv", ["harness.py", "--bars", str(good), str(bad)])
+    with pytest.raises(SystemExit) as e:
+        harness.main()
+    assert str(e.value) == (
+        f"--bars {bad}: expected a list of rows (objects with a 'section'), as --json writes"
+    )
+    monkeypatch.setattr("sys.argv", ["harness.py", "--bars", str(tmp_path / "none.json")])
+    with pytest.raises(SystemExit) as e:
+        harness.main()
+    assert str(e.value).startswith(f"--bars {tmp_path / 'none.json'}: [Errno 2] No such file")
