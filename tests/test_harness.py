@@ -287,3 +287,20 @@ def test_bars_reads_saved_rows_and_names_a_file_it_cannot_read(
     with pytest.raises(SystemExit) as e:
         harness.main()
     assert str(e.value).startswith(f"--bars {tmp_path / 'none.json'}: [Errno 2] No such file")
+
+
+def test_a_run_ends_with_its_bars_and_writes_them_as_rows(harness, monkeypatch, tmp_path, capsys):  # noqa: ANN001
+    rnn = _q("seq2seq", "multi30k_en_de_rnn", 32.9, 60.2)
+    monkeypatch.setattr(harness, "quality_rows", lambda args: [rnn])
+    out = tmp_path / "rows.json"
+    monkeypatch.setattr(
+        "sys.argv",
+        ["harness.py", "--sections", "quality", "--out", str(tmp_path), "--json", str(out)],
+    )
+    harness.main()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == (
+        "| en->de RNN, 60 min: test_2016_flickr BLEU >= 33 | 32.9 (60.2 min) |  |  |  | fail |"
+    )
+    saved = json.loads(out.read_text())
+    assert saved[0] == rnn and [r["verdict"] for r in saved[1:]] == ["fail"]
