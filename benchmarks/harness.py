@@ -608,7 +608,9 @@ QUALITY_BARS = {  # recipe run -> (bar, least test_2016_flickr BLEU)
 }
 
 
-def _bar(bar: str, ours: str, anchor: str, ok: bool, ratio: float | None = None, **kw) -> dict:  # noqa: ANN003
+def _bar(  # noqa: ANN003
+    bar: str, ours: str, anchor: str, ok: bool, ratio: float | None = None, **kw
+) -> dict:
     row = {"section": "bars", "bar": bar, "ours": ours, "anchor": anchor}
     if ratio is not None:
         row["ratio"] = round(ratio, 2)
@@ -649,7 +651,8 @@ def bar_rows(rows: list[dict]) -> list[dict]:
         b, f = same["bf16"], same["float32"]
         bars.append(
             _bar(f"bf16 dev BLEU after the same {b['setting'].split(', ')[1]} >= float32's",
-                 f"{b['dev_bleu']} ({b['steps']} updates)", f"float32 {f['dev_bleu']} ({f['steps']} updates)",
+                 f"{b['dev_bleu']} ({b['steps']} updates)",
+                 f"float32 {f['dev_bleu']} ({f['steps']} updates)",
                  b["dev_bleu"] >= f["dev_bleu"])
         )  # fmt: skip
     tr = [r for r in rows if r["section"] == "translate"]
@@ -687,8 +690,9 @@ def bar_rows(rows: list[dict]) -> list[dict]:
                      **_per_round(mine, theirs))
             )  # fmt: skip
     if i8:
-        twin = next((r for r in tr if r["model"] == i8["model"]
-                     and r["setting"] == i8["setting"].replace(", int8,", ", float32,")), f32)  # fmt: skip
+        setting = i8["setting"].replace(", int8,", ", float32,")
+        same = [r for r in tr if r["model"] == i8["model"] and r["setting"] == setting]
+        twin = same[0] if same else f32
         if twin:
             loss = twin["bleu"] - i8["bleu"]
             bars.append(
@@ -724,9 +728,8 @@ def print_bars(bars: list[dict]) -> None:
         ratio = f"{b['ratio']:.2f}x" if "ratio" in b else ""
         if "loss_bleu" in b:
             ratio = f"int8 {0.0 - b['loss_bleu']:+.2f} BLEU"
-        print(
-            f"| {b['bar']} | {b['ours']} | {b['anchor']} | {ratio} | {b.get('per_round', '')} | {b['verdict']} |"
-        )
+        cells = [b["bar"], b["ours"], b["anchor"], ratio, b.get("per_round", ""), b["verdict"]]
+        print("| " + " | ".join(cells) + " |")
 
 
 def fmt(r: dict) -> str:
@@ -870,7 +873,8 @@ def main() -> None:
                 isinstance(r, dict) and "section" in r for r in data
             ):
                 raise SystemExit(
-                    f"--bars {f}: expected a list of rows (objects with a 'section'), as --json writes"
+                    f"--bars {f}: expected a list of rows (objects with a 'section'), "
+                    "as --json writes"
                 )
             kinds = {_kind(r) for r in rows}  # earlier files'
             rows += [r for r in data if _kind(r) not in kinds]

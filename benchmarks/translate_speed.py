@@ -117,11 +117,12 @@ def timed(  # noqa: ANN001
     decoders=1,
     deal="batches",
 ):
-    """(seconds of each pass, hypotheses in input order, output tokens incl. <eos>) with ``workers`` processes
-    of ``threads`` threads (``decoders`` > 1: one process whose ``decoders`` threads decode
-    batches at once, ``translate --workers``). With several processes, ``deal`` ``batches``:
-    each takes the next batch as it finishes one (see :func:`_worker`); ``shares``: the sources
-    are dealt by length beforehand, so that each process gets a similar share.
+    """(seconds of each pass, hypotheses in input order, output tokens incl. <eos>) with
+    ``workers`` processes of ``threads`` threads (``decoders`` > 1: one process whose
+    ``decoders`` threads decode batches at once, ``translate --workers``). With several
+    processes, ``deal`` ``batches``: each takes the next batch as it finishes one (see
+    :func:`_worker`); ``shares``: the sources are dealt by length beforehand, so that each
+    process gets a similar share.
     With ``repeat``, the workers translate that many times (loaded and compiled once); the
     caller counts the fastest."""
     ctx = mp.get_context("spawn")

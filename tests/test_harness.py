@@ -196,7 +196,7 @@ def test_bar_rows_decide_each_bar_from_the_rows(harness):  # noqa: ANN001
         _tr("seq2seq", ref, early + "float32, compiled, 2 x 1 thread", 200.0, "200.0 / 150.0"),
         _tr("seq2seq", ref, early + "float32, eager, 1 x 2 threads", 120.0, bleu=20.0),
         _tr("seq2seq", ref, early + "float32, compiled, vocabulary shortlist, 2 x 1 thread", 900.0),
-        _tr("seq2seq", "recipe Transformer (60 min)", early + "float32, compiled, 2 x 1 thread", 800.0),
+        _tr("seq2seq", "recipe Transformer (60 min)", early + "float32, compiled, 2 x 1", 800.0),
         _tr("seq2seq", ref, early + "int8, compiled, 2 x 1 thread", 300.0, "300.0 / 280.0", 19.4),
         _tr("seq2seq", ref, "beam 5, float32, compiled, 2 x 1 thread", 999.0),  # full stop
         _tr("onmt_translate 3.5.1", onmt, "beam 5, float32, 1 x 2 threads", 100.0, "100.0 / 80.0"),
@@ -289,7 +289,9 @@ def test_bars_reads_saved_rows_and_names_a_file_it_cannot_read(
     assert str(e.value).startswith(f"--bars {tmp_path / 'none.json'}: [Errno 2] No such file")
 
 
-def test_a_run_ends_with_its_bars_and_writes_them_as_rows(harness, monkeypatch, tmp_path, capsys):  # noqa: ANN001
+def test_a_run_ends_with_its_bars_and_writes_them_as_rows(  # noqa: ANN001
+    harness, monkeypatch, tmp_path, capsys
+):
     rnn = _q("seq2seq", "multi30k_en_de_rnn", 32.9, 60.2)
     monkeypatch.setattr(harness, "quality_rows", lambda args: [rnn])
     out = tmp_path / "rows.json"
