@@ -17,7 +17,7 @@ from ..conftest import write_corpus
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-def make(tmp_path: Path, *overrides: str) -> Trainer:
+def make(tmp_path: Path, *overrides: str, started: float | None = None) -> Trainer:
     pairs = [
         ("abcd"[: 1 + i % 4] + "xyz"[i % 3], ("abcd"[: 1 + i % 4] + "xyz"[i % 3])[::-1])
         for i in range(40)
@@ -40,7 +40,7 @@ def make(tmp_path: Path, *overrides: str) -> Trainer:
             *overrides,
         ],
     )
-    return Trainer(cfg, tmp_path / "run", show_progress=False)
+    return Trainer(cfg, tmp_path / "run", show_progress=False, started=started)
 
 
 def test_accumulating_two_batches_equals_one_batch_of_both(tmp_path):
@@ -113,6 +113,44 @@ def test_early_stopping_on_patience(tmp_path, capsys):
     # exact match stays 0.0: best at the first validation, then 2 without improvement
     assert result["stopped"] == "no improvement of exact_match in 2 validations (train.patience)"
     assert result["step"] == 6 and result["best_step"] == 2
+
+
+@pytest.mark.parametrize("setup, last_step, end", [(25, 3, 115), (45, 2, 95)])
+def test_max_minutes_counts_the_setup_and_keeps_room_for_the_last_update_and_validation(
+    tmp_path, monkeypatch, setup, last_step, end
+):
+    """On a fake clock: the command's setup takes ``setup`` s, an update 10 s, a validation with
+    its checkpoints 30 s, and the budget is 120 s. Training stops before an update that, with the
+    final validation, would end past the budget: the run ends by 120 s, not one update and one
+    validation after it."""
+    from seq2seq.train import trainer as trainer_mod
+
+    now = [0.0]
+    monkeypatch.setattr(trainer_mod, "time", type("Clock", (), {"monotonic": lambda: now[0]}))
+    monkeypatch.setattr(trainer_mod.time, "perf_counter", lambda: now[0], raising=False)
+    t = make(
+        tmp_path, "train.max_steps=null", "train.max_minutes=2", "train.log_every=100", started=0.0
+    )
+    update, validate = t.update, t.validate
+
+    def timed_update(batches):
+        now[0] += 10
+        return update(batches)
+
+    def timed_validate():
+        now[0] += 30
+        return validate()
+
+    monkeypatch.setattr(t, "update", timed_update)
+    monkeypatch.setattr(t, "validate", timed_validate)
+    now[0] = setup
+    result = t.run()
+    # setup 25: updates end at 35 and 45, the validation of step 2 at 75; 75 + 10 + 30 < 120, so
+    # step 3 ends at 85; 85 + 10 + 30 >= 120: stop, and the final validation ends at 115.
+    # setup 45: the validation of step 2 ends at 95, and 95 + 10 + 30 >= 120: stop there.
+    assert result["stopped"] == "reached train.max_minutes=2.0"
+    assert (result["step"], now[0]) == (last_step, end)
+    assert result["minutes"] * 60 == pytest.approx(end)
 
 
 def test_keep_best_k_and_lower_is_better_metrics(tmp_path):

@@ -52,7 +52,7 @@ class Progress:
     best_step: int | None = None
     bad_validations: int = 0  # since the last improvement (early stopping)
     bad_steps: int = 0  # consecutive non-finite losses
-    seconds: float = 0.0  # training time so far, across resumes
+    seconds: float = 0.0  # wall time so far, setup included, across resumes (train.max_minutes)
     top: list | None = None  # [(metric, step)] of the kept best checkpoints
     window_loss: float = 0.0  # loss x tokens since the last log record (resumed with the run,
     window_tokens: int = 0  # so logged means cover the same steps as in an unbroken run)
@@ -67,8 +67,20 @@ def set_seed(seed: int) -> None:
 
 class Trainer:
     def __init__(
-        self, cfg: Config, out_dir: str | Path, restart: bool = False, show_progress: bool = True
+        self,
+        cfg: Config,
+        out_dir: str | Path,
+        restart: bool = False,
+        show_progress: bool = True,
+        started: float | None = None,
     ) -> None:
+        """``started``: the ``time.monotonic()`` at which the command began (default: now); the
+        wall time from there counts toward ``train.max_minutes``, setup such as training the
+        tokenizers included."""
+        self._started = time.monotonic() if started is None else started
+        self._update_seconds = 0.0  # mean wall time of an update in this process
+        self._end_seconds = 0.0  # the longest validation with its checkpoints in this process
+        self._since: tuple[float, float] | None = None  # (time.monotonic(), seconds) at the loop
         t = cfg.train
         self.cfg, self.out = cfg, Path(out_dir)
         self.ctx = distributed.setup(t.device)
@@ -188,6 +200,7 @@ class Trainer:
         """last.pt (for resuming) and the numbered ckpt-STEP.pt kept for averaging."""
         if not self.main:
             return
+        self._tick()  # the validation before it counts
         save_checkpoint(self.payload(True), self.out / "last.pt")
         keep = self.cfg.train.keep_last
         if keep:
@@ -300,7 +313,9 @@ class Trainer:
     def _loop(self) -> dict[str, Any]:
         t, p = self.cfg.train, self.progress
         lengths = self.data.train.data.lengths()
-        started, seconds_before = time.monotonic(), p.seconds
+        now = time.monotonic()
+        p.seconds += now - self._started  # this command's setup (tokenizers, data, model)
+        self._since, updates, update_seconds = (now, p.seconds), 0, 0.0
         bar = tqdm(
             total=t.max_steps,
             initial=p.step,
@@ -324,12 +339,15 @@ class Trainer:
             )
             groups = [batches[i : i + t.accumulate] for i in range(0, len(batches), t.accumulate)]
             while p.batch_in_epoch < len(groups) and not stop:
+                begun = time.monotonic()
                 loss, n = self.update(
                     [self.data.train.data.batch(i) for i in groups[p.batch_in_epoch]]
                 )
+                updates, update_seconds = updates + 1, update_seconds + time.monotonic() - begun
+                self._update_seconds = update_seconds / updates
                 p.step += 1
                 p.batch_in_epoch += 1
-                p.seconds = seconds_before + time.monotonic() - started
+                self._tick()
                 bar.update(1)
                 if math.isfinite(loss):
                     p.window_loss += loss * n
@@ -340,7 +358,9 @@ class Trainer:
                 if p.step % t.validate_every == 0:
                     bar.clear()
                     if self.main:
+                        begun = time.monotonic()
                         self.validate()
+                        self._end_seconds = max(self._end_seconds, time.monotonic() - begun)
                     validated_at = p.step
                 elif t.checkpoint_every and p.step % t.checkpoint_every == 0:
                     self.checkpoint()
@@ -379,6 +399,12 @@ class Trainer:
             "minutes": p.seconds / 60,
         }
 
+    def _tick(self) -> None:
+        """``progress.seconds``: the wall time so far, this command's and earlier ones'."""
+        if self._since is not None:
+            now, seconds = self._since
+            self.progress.seconds = seconds + time.monotonic() - now
+
     def _log_window(self, seconds: float, bar: tqdm) -> None:
         p = self.progress
         mean = p.window_loss / p.window_tokens
@@ -399,7 +425,9 @@ class Trainer:
             [
                 self._signal is not None,
                 t.max_steps is not None and p.step >= t.max_steps,
-                t.max_minutes is not None and p.seconds >= t.max_minutes * 60,
+                # the next update and the final validation must end within the budget
+                t.max_minutes is not None
+                and p.seconds + self._update_seconds + self._end_seconds >= t.max_minutes * 60,
                 t.patience is not None and p.bad_validations >= t.patience,
             ],
             self.ctx,
