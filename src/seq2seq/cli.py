@@ -20,7 +20,7 @@ from .cli_decode import (
     cmd_translate,
 )
 
-STARTED = time.monotonic()  # this command's setup counts toward train.max_minutes (~50 ms in)
+STARTED = time.monotonic()  # counts toward train.max_minutes; the imports above take ~50 ms
 
 EXAMPLES = """\
 examples:

@@ -123,11 +123,13 @@ def test_max_minutes_counts_the_setup_and_keeps_room_for_the_last_update_and_val
     its checkpoints 30 s, and the budget is 120 s. Training stops before an update that, with the
     final validation, would end past the budget: the run ends by 120 s, not one update and one
     validation after it."""
+    from types import SimpleNamespace
+
     from seq2seq.train import trainer as trainer_mod
 
     now = [0.0]
-    monkeypatch.setattr(trainer_mod, "time", type("Clock", (), {"monotonic": lambda: now[0]}))
-    monkeypatch.setattr(trainer_mod.time, "perf_counter", lambda: now[0], raising=False)
+    clock = SimpleNamespace(monotonic=lambda: now[0], perf_counter=lambda: now[0])
+    monkeypatch.setattr(trainer_mod, "time", clock)
     t = make(
         tmp_path, "train.max_steps=null", "train.max_minutes=2", "train.log_every=100", started=0.0
     )

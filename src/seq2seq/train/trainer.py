@@ -80,7 +80,7 @@ class Trainer:
         self._started = time.monotonic() if started is None else started
         self._update_seconds = 0.0  # mean wall time of an update in this process
         self._end_seconds = 0.0  # the longest validation with its checkpoints in this process
-        self._since: tuple[float, float] | None = None  # (time.monotonic(), seconds) at the loop
+        self._origin: float | None = None  # time.monotonic() - progress.seconds, in the loop
         t = cfg.train
         self.cfg, self.out = cfg, Path(out_dir)
         self.ctx = distributed.setup(t.device)
@@ -313,9 +313,9 @@ class Trainer:
     def _loop(self) -> dict[str, Any]:
         t, p = self.cfg.train, self.progress
         lengths = self.data.train.data.lengths()
-        now = time.monotonic()
-        p.seconds += now - self._started  # this command's setup (tokenizers, data, model)
-        self._since, updates, update_seconds = (now, p.seconds), 0, 0.0
+        self._origin = self._started - p.seconds  # this command's setup counts, and earlier ones
+        self._tick()
+        updates, update_seconds = 0, 0.0
         bar = tqdm(
             total=t.max_steps,
             initial=p.step,
@@ -401,9 +401,8 @@ class Trainer:
 
     def _tick(self) -> None:
         """``progress.seconds``: the wall time so far, this command's and earlier ones'."""
-        if self._since is not None:
-            now, seconds = self._since
-            self.progress.seconds = seconds + time.monotonic() - now
+        if self._origin is not None:
+            self.progress.seconds = time.monotonic() - self._origin
 
     def _log_window(self, seconds: float, bar: tqdm) -> None:
         p = self.progress
