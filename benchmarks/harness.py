@@ -498,6 +498,7 @@ def quality_rows(args: argparse.Namespace) -> list[dict]:
                 "model": run.name,
                 "setting": f"{split}, beam 5, {averaged(run)}",
                 "train_minutes": round(int(seconds.read_text()) / 60, 1),
+                "train_seconds": int(seconds.read_text()),
                 "bleu": round(r["bleu"], 2),
                 "chrf": round(r["chrf"], 2),
                 "signature": r["bleu_signature"],
@@ -583,6 +584,7 @@ def anchor_quality_rows(args: argparse.Namespace) -> list[dict]:
                 f"(step {ckpts[-1].stem.split('_')[-1]}), chosen by val BLEU: "
                 + ", ".join(f"last {k} {v:.2f}" for k, v in val.items()),
                 "train_minutes": round(int(seconds.read_text()) / 60, 1),
+                "train_seconds": int(seconds.read_text()),
                 "bleu": round(b, 2),
                 "chrf": round(c, 2),
             }
@@ -600,6 +602,7 @@ def onmt_decode(model: Path, src: Path, out: Path, env: dict) -> Path:
 
 # -- the bars of issue 7, from the rows ---------------------------------------------------------
 
+QUALITY_SECONDS = 3600  # "trained within 60 minutes of wall time": the whole training command
 QUALITY_BARS = {  # recipe run -> (bar, least test_2016_flickr BLEU)
     "multi30k_en_de_transformer": ("en->de Transformer, 60 min", 36.0),
     "multi30k_en_de_rnn": ("en->de RNN, 60 min", 33.0),
@@ -704,10 +707,13 @@ def bar_rows(rows: list[dict]) -> list[dict]:
     for model, (bar, least) in QUALITY_BARS.items():
         if model in tests:
             r = tests[model]
-            bars.append(
-                _bar(f"{bar}: test_2016_flickr BLEU >= {least:g}",
-                     f"{r['bleu']} ({r['train_minutes']} min)", "", r["bleu"] >= least)
-            )  # fmt: skip
+            # rows saved before train_seconds have the minutes, to a tenth
+            within = r.get("train_seconds", r["train_minutes"] * 60) <= QUALITY_SECONDS
+            row = _bar(f"{bar}: test_2016_flickr BLEU >= {least:g}",
+                       f"{r['bleu']} ({r['train_minutes']} min)", "", r["bleu"] >= least and within)  # fmt: skip
+            if not within:
+                row["verdict"] += f" (over {QUALITY_SECONDS // 60} min)"
+            bars.append(row)
     for model, r in tests.items():
         if model.startswith("onmt_recipe_"):
             pair = model.removeprefix("onmt_recipe_")

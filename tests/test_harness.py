@@ -158,6 +158,7 @@ def test_quality_rows_read_the_recipe_runs_given(harness, monkeypatch, tmp_path)
             "model": "multi30k_en_de_rnn",
             "setting": "test_2016_flickr, beam 5, average of multi30k_en_de_rnn",
             "train_minutes": 60.2,
+            "train_seconds": 3613,
             "bleu": 35.06,
             "chrf": 59.15,
             "signature": sig,
@@ -172,9 +173,10 @@ def _tr(toolkit, model, setting, sent, passes=None, bleu=20.0):  # noqa: ANN001,
     return {**row, "passes_sent_per_s": passes} if passes else row
 
 
-def _q(toolkit, model, bleu, minutes, split="test_2016_flickr"):  # noqa: ANN001, ANN202
-    return {"section": "quality", "toolkit": toolkit, "model": model,
-            "setting": f"{split}, beam 5", "bleu": bleu, "train_minutes": minutes}  # fmt: skip
+def _q(toolkit, model, bleu, minutes, split="test_2016_flickr", seconds=None):  # noqa: ANN001, ANN202
+    row = {"section": "quality", "toolkit": toolkit, "model": model,
+           "setting": f"{split}, beam 5", "bleu": bleu, "train_minutes": minutes}  # fmt: skip
+    return row if seconds is None else {**row, "train_seconds": seconds}
 
 
 def test_bar_rows_decide_each_bar_from_the_rows(harness):  # noqa: ANN001
@@ -204,8 +206,8 @@ def test_bar_rows_decide_each_bar_from_the_rows(harness):  # noqa: ANN001
         _tr("CTranslate2 4.8.5", onmt, "beam 5, int8, 2 x 1 thread", 310.0, "250.0 / 310.0"),
         _tr("CTranslate2 4.8.5", onmt, "beam 5, int8, 1 x 2 threads", 90.0, "90.0 / 80.0"),
         _q("seq2seq", "multi30k_en_de_transformer", 40.0, 60.2, "val"),
-        _q("seq2seq", "multi30k_en_de_transformer", 36.0, 60.2),
-        _q("seq2seq", "multi30k_de_en_transformer", 37.99, 60.1),
+        _q("seq2seq", "multi30k_en_de_transformer", 36.0, 60.0, seconds=3600),
+        _q("seq2seq", "multi30k_de_en_transformer", 37.99, 60.0),
         _q("OpenNMT-py 3.5.1", "onmt_recipe_en_de", 36.0, 60.0),
     ]  # fmt: skip
     bars = {b["bar"]: b for b in harness.bar_rows(rows)}
@@ -235,6 +237,18 @@ def test_bar_rows_decide_each_bar_from_the_rows(harness):  # noqa: ANN001
         again = [dict(r, bleu=int8_bleu) if ", int8, compiled" in r["setting"] else r for r in rows]
         loss = next(b for b in harness.bar_rows(again) if b["bar"].startswith("int8 loses"))
         assert loss["verdict"] == verdict
+    # the hour bounds the whole training command: its seconds where the row has them (rows saved
+    # before them have the minutes, to a tenth), and a BLEU above the bar after more time fails
+    for minutes, seconds, verdict in (
+        (60.0, 3600, "pass"),
+        (60.0, 3601, "fail (over 60 min)"),
+        (60.0, None, "pass"),
+        (60.2, None, "fail (over 60 min)"),
+    ):
+        again = [r for r in rows if r.get("model") != "multi30k_en_de_transformer"]
+        again.append(_q("seq2seq", "multi30k_en_de_transformer", 36.0, minutes, seconds=seconds))
+        bar = next(b for b in harness.bar_rows(again) if b["bar"].startswith("en->de Transformer,"))
+        assert (bar["ours"], bar["verdict"]) == (f"36.0 ({minutes} min)", verdict)
     # rows from before early stop carry no stopping rule: those are the ones then
     old = [dict(r, setting=r["setting"].replace("early stop, ", "")) for r in rows]
     old = [r for r in old if r.get("sent_per_s") != 999.0]
@@ -247,14 +261,14 @@ def test_bars_reads_saved_rows_and_names_a_file_it_cannot_read(
 ):  # noqa: ANN001
     good = tmp_path / "quality.json"
     good.write_text(json.dumps([
-        _q("seq2seq", "multi30k_en_de_rnn", 35.06, 60.2),
+        _q("seq2seq", "multi30k_en_de_rnn", 35.06, 60.0),
         {"section": "bars", "bar": "an old verdict", "ours": "", "anchor": "", "verdict": "fail"},
     ]))  # fmt: skip
     monkeypatch.setattr("sys.argv", ["harness.py", "--bars", str(good)])
     harness.main()
     out = capsys.readouterr().out.splitlines()
     assert out[2:] == [
-        "| en->de RNN, 60 min: test_2016_flickr BLEU >= 33 | 35.06 (60.2 min) |  |  |  | pass |"
+        "| en->de RNN, 60 min: test_2016_flickr BLEU >= 33 | 35.06 (60.0 min) |  |  |  | pass |"
     ]
     # each kind of row from the first file that has it: quality rows by recipe run
     older = tmp_path / "older.json"
@@ -267,7 +281,7 @@ def test_bars_reads_saved_rows_and_names_a_file_it_cannot_read(
     harness.main()
     out = capsys.readouterr().out.splitlines()
     assert [line.split(" | ")[1] for line in out[2:]] == [
-        "36.5 (60.1 min)", "35.06 (60.2 min)", "36.5 (60.1 min)"
+        "36.5 (60.1 min)", "35.06 (60.0 min)", "36.5 (60.1 min)"
     ]  # fmt: skip
     monkeypatch.setattr("sys.argv", ["harness.py", "--bars", str(older), str(good)])
     harness.main()
@@ -292,7 +306,7 @@ def test_bars_reads_saved_rows_and_names_a_file_it_cannot_read(
 def test_a_run_ends_with_its_bars_and_writes_them_as_rows(  # noqa: ANN001
     harness, monkeypatch, tmp_path, capsys
 ):
-    rnn = _q("seq2seq", "multi30k_en_de_rnn", 32.9, 60.2)
+    rnn = _q("seq2seq", "multi30k_en_de_rnn", 32.9, 60.0)
     monkeypatch.setattr(harness, "quality_rows", lambda args: [rnn])
     out = tmp_path / "rows.json"
     monkeypatch.setattr(
@@ -302,7 +316,7 @@ def test_a_run_ends_with_its_bars_and_writes_them_as_rows(  # noqa: ANN001
     harness.main()
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1] == (
-        "| en->de RNN, 60 min: test_2016_flickr BLEU >= 33 | 32.9 (60.2 min) |  |  |  | fail |"
+        "| en->de RNN, 60 min: test_2016_flickr BLEU >= 33 | 32.9 (60.0 min) |  |  |  | fail |"
     )
     saved = json.loads(out.read_text())
     assert saved[0] == rnn and [r["verdict"] for r in saved[1:]] == ["fail"]
