@@ -439,6 +439,7 @@ def test_ensemble_and_quantized_translation(trained):
     assert len(_translate(run, "--quantize", "int8").splitlines()) == 3
 
 
+@pytest.mark.slow  # compiles with inductor
 @pytest.mark.skipif(
     shutil.which("c++") is None and shutil.which("g++") is None,
     reason="torch.compile on CPU needs a C++ compiler",

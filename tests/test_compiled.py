@@ -20,8 +20,10 @@ needs_compiler = pytest.mark.skipif(
     shutil.which("c++") is None and shutil.which("g++") is None,
     reason="torch.compile on CPU needs a C++ compiler",
 )
+# the tests that compile are marked slow: 35-100 s each on 2 cores (inductor's C++ builds)
 
 
+@pytest.mark.slow
 @needs_compiler
 def test_compiled_beam_search_equals_eager():
     counters.clear()
@@ -94,6 +96,7 @@ needs_avx512 = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_compiler
 @pytest.mark.parametrize(
     "kernel, product, not_there",
@@ -122,6 +125,7 @@ def test_compiled_int8_decoding_matches_its_eager_form(kernel, product, not_ther
     assert [n[0].score for n in got] == pytest.approx([n[0].score for n in want], abs=1e-3)
 
 
+@pytest.mark.slow
 @needs_compiler
 def test_compiled_shortlist_decoding_equals_eager_shortlist_decoding():
     """Compiled, the shortlist's output rows are graph inputs: batches with shortlists of other
