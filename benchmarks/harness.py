@@ -491,14 +491,14 @@ def quality_rows(args: argparse.Namespace) -> list[dict]:
             f = run / f"{split}.json"
             if not f.exists() or not seconds.exists():
                 continue
-            r = json.loads(f.read_text())
+            r, secs = json.loads(f.read_text()), int(seconds.read_text())
             row = {
                 "section": "quality",
                 "toolkit": "seq2seq",
                 "model": run.name,
                 "setting": f"{split}, beam 5, {averaged(run)}",
-                "train_minutes": round(int(seconds.read_text()) / 60, 1),
-                "train_seconds": int(seconds.read_text()),
+                "train_minutes": round(secs / 60, 1),
+                "train_seconds": secs,
                 "bleu": round(r["bleu"], 2),
                 "chrf": round(r["chrf"], 2),
                 "signature": r["bleu_signature"],
@@ -575,6 +575,7 @@ def anchor_quality_rows(args: argparse.Namespace) -> list[dict]:
             env,
         )
         b, c = bleu_of_bpe(hyp, f"{args.data}/multi30k/test_2016_flickr.{t}")
+        secs = int(seconds.read_text())
         rows.append(
             {
                 "section": "quality",
@@ -583,8 +584,8 @@ def anchor_quality_rows(args: argparse.Namespace) -> list[dict]:
                 "setting": f"test_2016_flickr, beam 5, average of the last {n} checkpoints "
                 f"(step {ckpts[-1].stem.split('_')[-1]}), chosen by val BLEU: "
                 + ", ".join(f"last {k} {v:.2f}" for k, v in val.items()),
-                "train_minutes": round(int(seconds.read_text()) / 60, 1),
-                "train_seconds": int(seconds.read_text()),
+                "train_minutes": round(secs / 60, 1),
+                "train_seconds": secs,
                 "bleu": round(b, 2),
                 "chrf": round(c, 2),
             }
