@@ -42,9 +42,10 @@ Sections (``--sections``, default all three):
              Trained once (runs kept in the anchors' work directory); needs no --anchors.
 
 After the rows, a second table gives every bar of issue 7 that they decide: ours, the anchor,
-the ratio, the ratio round by round (translation with --anchors) and the verdict; the JSON gets
-them as rows of section "bars". --bars JSON... prints that table from saved row files (of one
-machine) without measuring anything.
+the ratio, the ratio round by round (translation with --anchors) and the verdict (a quality bar
+needs its BLEU and a training command of at most 60 minutes in all); the JSON gets them as rows
+of section "bars". --bars JSON... prints that table from saved row files (of one machine)
+without measuring anything.
 """
 
 from __future__ import annotations
