@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,14 @@ import torch
 from seq2seq.build import build_model
 from seq2seq.config import AttentionConfig, ModelConfig, RNNDecoderConfig, RNNEncoderConfig
 from seq2seq.data.batching import make_batch
+
+
+def compiles(test: Callable) -> Callable:
+    """Marks a test that compiles with torch.compile: skipped without a C++ compiler (inductor
+    builds C++ on CPU) and marked slow (35-100 s each on 2 cores)."""
+    no_compiler = shutil.which("c++") is None and shutil.which("g++") is None
+    skip = pytest.mark.skipif(no_compiler, reason="torch.compile on CPU needs a C++ compiler")
+    return pytest.mark.slow(skip(test))
 
 
 def tiny_model(

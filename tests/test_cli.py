@@ -1,7 +1,6 @@
 """End to end through the command line: generate a task, train briefly, translate, evaluate."""
 
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -13,6 +12,8 @@ import torch
 import seq2seq
 from seq2seq.cli import main
 from seq2seq.search import SearchOptions
+
+from .conftest import compiles
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -439,11 +440,7 @@ def test_ensemble_and_quantized_translation(trained):
     assert len(_translate(run, "--quantize", "int8").splitlines()) == 3
 
 
-@pytest.mark.slow  # compiles with inductor
-@pytest.mark.skipif(
-    shutil.which("c++") is None and shutil.which("g++") is None,
-    reason="torch.compile on CPU needs a C++ compiler",
-)
+@compiles
 def test_compiled_translation_matches_eager(trained):
     _, _, run = trained  # an RNN with attention: compile_decoding is not Transformer-only
     assert _translate(run, "--compile") == _translate(run)

@@ -1,7 +1,5 @@
 """Compiled decoding (torch.compile with frozen weights) gives the eager model's search results."""
 
-import shutil
-
 import pytest
 import torch
 from torch._dynamo.utils import counters
@@ -13,18 +11,12 @@ from seq2seq.processors import constraints
 from seq2seq.quantize import Int8Linear, default_kernel, quantize
 from seq2seq.search import beam_search
 
-from .conftest import tiny_transformer
+from .conftest import compiles, tiny_transformer
 
 SRCS = [[4, 5, 6, 7, 8, 9, 10], [11, 12], [5, 12, 4], [9], [6, 6, 7, 8, 11]]
-needs_compiler = pytest.mark.skipif(
-    shutil.which("c++") is None and shutil.which("g++") is None,
-    reason="torch.compile on CPU needs a C++ compiler",
-)
-# the tests that compile are marked slow: 35-100 s each on 2 cores (inductor's C++ builds)
 
 
-@pytest.mark.slow
-@needs_compiler
+@compiles
 def test_compiled_beam_search_equals_eager():
     counters.clear()
     eager = tiny_transformer("pre", seed=11).eval()
@@ -96,8 +88,7 @@ needs_avx512 = pytest.mark.skipif(
 )
 
 
-@pytest.mark.slow
-@needs_compiler
+@compiles
 @pytest.mark.parametrize(
     "kernel, product, not_there",
     [
@@ -125,8 +116,7 @@ def test_compiled_int8_decoding_matches_its_eager_form(kernel, product, not_ther
     assert [n[0].score for n in got] == pytest.approx([n[0].score for n in want], abs=1e-3)
 
 
-@pytest.mark.slow
-@needs_compiler
+@compiles
 def test_compiled_shortlist_decoding_equals_eager_shortlist_decoding():
     """Compiled, the shortlist's output rows are graph inputs: batches with shortlists of other
     sizes reuse the graph and give the eager restricted search's results."""
