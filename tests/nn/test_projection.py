@@ -64,3 +64,21 @@ def test_other_layers_are_called_as_they_are():
 
     x = torch.randn(2, 3)
     assert output_logits(Quantized(), x) is x and calls == [(2, 3)]
+
+
+def test_compiled_projection_is_one_graph_for_every_number_of_rows(monkeypatch):
+    """Under torch.compile the projection is one F.linear whatever the rows, so no size test may
+    come before that decision: one would guard the graph on it, and decoding, whose rows cross
+    SLICE_MIN_ROWS (32 sentences, then 160 beams), would compile every step's graph twice."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(projection, "SLICE_COLUMNS", 4)  # 11 columns: wider than one slice
+    counter = CompileCounter()  # counts graphs; runs them eagerly, so no C++ compiler needed
+    compiled = torch.compile(project, backend=counter, dynamic=True)
+    layer = nn.Linear(16, 11)
+    for rows in (3, projection.SLICE_MIN_ROWS - 1, projection.SLICE_MIN_ROWS, 300):
+        x = torch.randn(rows, 16)
+        torch.testing.assert_close(compiled(x, layer.weight, layer.bias), layer(x))
+    assert counter.frame_count == 1
+    torch._dynamo.reset()

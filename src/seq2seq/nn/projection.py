@@ -28,12 +28,12 @@ def project(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     vocab = weight.size(0)
     rows = x.reshape(-1, x.size(-1))
     if (
-        x.device.type != "cpu"
+        torch.compiler.is_compiling()  # first: a size test before it would guard the graph
+        or x.device.type != "cpu"
         or torch.is_autocast_enabled("cpu")
         or torch.promote_types(x.dtype, weight.dtype) not in (torch.float32, torch.float64)
         or vocab <= SLICE_COLUMNS
         or rows.size(0) < SLICE_MIN_ROWS
-        or torch.compiler.is_compiling()
     ):
         return nn.functional.linear(x, weight, bias)
     out = rows.new_empty(rows.size(0), vocab)
