@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from torch._dynamo.utils import counters
+from torch._dynamo.utils import compilation_time_metrics, counters
 from torch._inductor.utils import run_and_get_code
 
 from seq2seq.compiled import compile_decoding
@@ -19,6 +19,7 @@ SRCS = [[4, 5, 6, 7, 8, 9, 10], [11, 12], [5, 12, 4], [9], [6, 6, 7, 8, 11]]
 @compiles
 def test_compiled_beam_search_equals_eager():
     counters.clear()
+    compilation_time_metrics.clear()
     eager = tiny_transformer("pre", seed=11).eval()
     compiled = compile_decoding(tiny_transformer("pre", seed=11))
     assert compile_decoding(compiled) is compiled  # compiling twice is a no-op
@@ -31,7 +32,12 @@ def test_compiled_beam_search_equals_eager():
         assert [h.score for n in got for h in n] == pytest.approx(
             [h.score for n in want for h in n], abs=1e-4
         )
-    assert counters["stats"]["unique_graphs"] >= 3  # encode, init_state, decode_step compiled
+    # encode, init_state and the step, which dynamo compiles for a key/value cache of 0, 1 and
+    # more positions (it specializes sizes 0 and 1); no more for other batch or source sizes
+    assert 3 <= counters["stats"]["unique_graphs"] <= 5
+    # each graph traced once: a float that dynamo made an input and then failed to turn into a
+    # tensor restarts its analysis (twice the tracing); compiled.py specializes floats
+    assert "compile_attempt_1" not in compilation_time_metrics
 
 
 def test_compile_needs_the_decode_contract():
