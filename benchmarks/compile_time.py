@@ -7,9 +7,10 @@ Each precision (``--quantize``) runs in two fresh processes that share a new, em
 ``seq2seq translate --compile``), the second finds inductor's generated code on disk (a later
 command on the same machine). In each, the model is loaded with ``compile=True`` and the file is
 translated twice: the first pass includes every compilation its batch shapes trigger, the second
-runs only compiled code. The table gives the graphs dynamo built (all compiled functions together), the
-seconds spent compiling them (dynamo's ``_compile.compile_inner`` timer, one entry per graph), both
-passes, and whether the two passes wrote the same translations. Run from the repository root:
+runs only compiled code. The table gives the graphs dynamo built (all compiled functions
+together), the seconds spent compiling them (dynamo's ``_compile.compile_inner`` timer, one
+entry per graph), both passes, and whether the two passes wrote the same translations. Run from
+the repository root:
 
     python benchmarks/compile_time.py runs/bench/transformer_285s_float32/last.pt \\
         ../shared/data/multi30k/test_2016_flickr.en --quantize none int8 --threads 2

@@ -68,8 +68,9 @@ def test_other_layers_are_called_as_they_are():
 
 def test_compiled_projection_is_one_graph_for_every_number_of_rows(monkeypatch):
     """Under torch.compile the projection is one F.linear whatever the rows, so no size test may
-    come before that decision: one would guard the graph on it, and decoding, whose rows cross
-    SLICE_MIN_ROWS (32 sentences, then 160 beams), would compile every step's graph twice."""
+    come before that decision: one would guard the graph on it, and beam search, whose rows
+    cross SLICE_MIN_ROWS (one per sentence at the first step, one per beam after it), would
+    compile the step's graph twice."""
     from torch._dynamo.testing import CompileCounter
 
     torch._dynamo.reset()

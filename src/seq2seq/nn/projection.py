@@ -8,8 +8,9 @@ docs/bench/kernels-2026-11-30-*.md). In bf16 (or under bf16 autocast) the whole 
 or faster: on a Zen 4 machine with AVX-512 BF16, 2 threads, 279-302 GFLOP/s whole against 191-247
 in slices for 128-269 rows, level at 538-1,024 (float32 there: slices 114-151, whole 92-110), so
 only float32 and float64 products are sliced. Training's fused output layer (``train/loss.py``)
-and the decoders' output layers use it. Under ``torch.compile`` it is one ``F.linear``: inductor's frozen
-linear does better than the slices there (compiled beam search 119 sent/s whole, 102 sliced).
+and the decoders' output layers use it. Under ``torch.compile`` it is one ``F.linear``, decided
+before any test of sizes (which would guard the graph): inductor's frozen linear does better than
+the slices there (compiled beam search 119 sent/s whole, 102 sliced).
 """
 
 from __future__ import annotations
