@@ -36,11 +36,11 @@ def child(args: argparse.Namespace) -> None:
     from torch._dynamo.utils import compilation_time_metrics
 
     import seq2seq
+    from seq2seq.data.corpus import read_lines
     from seq2seq.search_options import SearchOptions
 
     torch.set_num_threads(args.threads)
-    with open(args.src, encoding="utf-8") as f:
-        lines = f.read().splitlines()[: args.limit or None]
+    lines = read_lines(args.src)[: args.limit or None]
     options = SearchOptions(
         beam_size=args.beam_size, max_len=100, max_len_ratio=1e9, early_stop=True
     )

@@ -17,7 +17,7 @@ from seq2seq.data.batching import make_batch
 
 def compiles(test: Callable) -> Callable:
     """Marks a test that compiles with torch.compile: skipped without a C++ compiler (inductor
-    builds C++ on CPU) and marked slow (35-100 s each on 2 cores)."""
+    builds C++ on CPU) and marked slow (29-76 s each on 2 cores, on a cold inductor cache)."""
     no_compiler = shutil.which("c++") is None and shutil.which("g++") is None
     skip = pytest.mark.skipif(no_compiler, reason="torch.compile on CPU needs a C++ compiler")
     return pytest.mark.slow(skip(test))
