@@ -32,12 +32,35 @@ def test_compiled_beam_search_equals_eager():
         assert [h.score for n in got for h in n] == pytest.approx(
             [h.score for n in want for h in n], abs=1e-4
         )
-    # encode, init_state and the step, which dynamo compiles for a key/value cache of 0, 1 and
-    # more positions (it specializes sizes 0 and 1); no more for other batch or source sizes
-    assert 3 <= counters["stats"]["unique_graphs"] <= 5
+    # encode, init_state, the first step and every later one; no more for other batch or source
+    # sizes (test_every_later_step_is_one_graph)
+    assert counters["stats"]["unique_graphs"] == 4
     # each graph traced once: a float that dynamo made an input and then failed to turn into a
     # tensor restarts its analysis (twice the tracing); compiled.py specializes floats
     assert "compile_attempt_1" not in compilation_time_metrics
+
+
+def test_every_later_step_is_one_graph():
+    """The step after the first is one graph for every length of the key/value cache. Dynamo
+    specializes sizes 0 and 1, so without size-oblivious shapes the step compiled for a cache of
+    1 position and again for 2 or more; and at the second step beam search's row indices were one
+    tensor in two fields, an aliasing guard. The first step stays its own graph (no row indices
+    yet, one row per sentence). A graph-counting backend: no C++ compiler needed."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    eager = tiny_transformer("pre", seed=11).eval()
+    compiled = compile_decoding(tiny_transformer("pre", seed=11), backend=counter)
+    for srcs in (SRCS, SRCS[:2], SRCS[3:]):
+        b = make_batch(srcs, None, list(range(len(srcs))))
+        limit = constraints(b.src_mask.sum(1))
+        want = beam_search(eager, b.src, b.src_mask, limit, beam_size=4, n_best=2)
+        got = beam_search(compiled, b.src, b.src_mask, limit, beam_size=4, n_best=2)
+        assert [[h.tokens for h in n] for n in got] == [[h.tokens for h in n] for n in want]
+        assert max(len(n[0].tokens) for n in got) >= 3  # steps with a cache of 0, 1 and 2
+    assert counter.frame_count == 4  # encode, init_state, the first step, every later step
+    torch._dynamo.reset()
 
 
 def test_compile_needs_the_decode_contract():

@@ -26,31 +26,43 @@ from torch import nn
 from .shortlist import shortlist_log_probs
 
 
-def _frozen(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _frozen(fn: Callable[..., Any], backend: Any = "inductor") -> Callable[..., Any]:
     """``fn`` compiled with dynamic shapes; every call (so every compilation it triggers) runs with
-    inductor's freezing on and Python floats specialized, without changing the process-wide
-    settings for other compiled code. A model's floats (LayerNorm's eps, dropout rates, the
-    embedding scale) are constants; traced as symbolic inputs, as ``dynamic=True`` does, some
-    fail to become tensors and dynamo restarts the analysis of the graph: each graph traced twice
-    (the Multi30k reference Transformer's beam search compiled in 90 s instead of 68, int8 in 117
-    instead of 82; ``benchmarks/compile_time.py``)."""
+    inductor's freezing on, Python floats specialized and sizes reasoned about size-obliviously,
+    without changing the process-wide settings for other compiled code.
+
+    - A model's floats (LayerNorm's eps, dropout rates, the embedding scale) are constants;
+      traced as symbolic inputs, as ``dynamic=True`` does, some fail to become tensors and dynamo
+      restarts the analysis of the graph: each graph traced twice (the Multi30k reference
+      Transformer's beam search compiled in 90 s instead of 68, int8 in 117 instead of 82;
+      ``benchmarks/compile_time.py``).
+    - Dynamo specializes a size of 0 or 1 (a graph for it alone) unless it reasons
+      size-obliviously (``backed_size_oblivious``): the Transformer's step, whose key/value cache
+      grows by a position per step, compiled for a cache of 1 and again for 2 or more positions
+      (5 graphs for beam search, now 4; compiling 58-61 s -> 48-52 s on the Xeon)."""
     import torch._dynamo.config as dynamo_config  # here, not per call: decode_step is hot
     import torch._inductor.config as inductor_config
+    import torch.fx.experimental._config as shapes_config
 
-    compiled = torch.compile(fn, dynamic=True)
+    compiled = torch.compile(fn, dynamic=True, backend=backend)
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        with inductor_config.patch(freezing=True), dynamo_config.patch(specialize_float=True):
+        with (
+            inductor_config.patch(freezing=True),
+            dynamo_config.patch(specialize_float=True),
+            shapes_config.patch(backed_size_oblivious=True),
+        ):
             return compiled(*args, **kwargs)
 
     return call
 
 
-def compile_decoding(model: nn.Module) -> nn.Module:
+def compile_decoding(model: nn.Module, backend: Any = "inductor") -> nn.Module:
     """Compiles ``model.encode``, ``model.init_state`` and ``model.decode_step`` in place and
     returns the model, in eval mode. Works for any model of the decode contract (an ensemble too);
-    needs a C++ compiler on CPU, as ``torch.compile`` does."""
+    needs a C++ compiler on CPU, as ``torch.compile`` does with its default ``backend``
+    (inductor; any ``torch.compile`` backend may be given, e.g. a graph counter in tests)."""
     if not all(hasattr(model, f) for f in ("encode", "init_state", "decode_step")):
         raise ValueError(f"{type(model).__name__} has no encode/decode_step to compile")
     if getattr(model, "_seq2seq_compiled", False):
@@ -62,13 +74,14 @@ def compile_decoding(model: nn.Module) -> nn.Module:
         logits, state = step(prev, state)
         return torch.log_softmax(logits.float(), dim=-1), state
 
-    model.encode = _frozen(model.encode)
-    model.init_state = _frozen(model.init_state)
-    model.decode_step = _frozen(step)
-    model.decode_log_probs = _frozen(decode_log_probs)  # what search calls: one fused graph
+    frozen = functools.partial(_frozen, backend=backend)
+    model.encode = frozen(model.encode)
+    model.init_state = frozen(model.init_state)
+    model.decode_step = frozen(step)
+    model.decode_log_probs = frozen(decode_log_probs)  # what search calls: one fused graph
     if hasattr(model, "decode_features"):  # the step over a vocabulary shortlist: its output
         # rows are inputs of the graph, so one graph serves every batch's shortlist
         shortlisted = functools.partial(shortlist_log_probs, model.decode_features)
-        model.decode_shortlist_log_probs = _frozen(shortlisted)
+        model.decode_shortlist_log_probs = frozen(shortlisted)
     model._seq2seq_compiled = True
     return model

@@ -51,7 +51,9 @@ class SinusoidalPositions(nn.Module):
     def forward(self, start: int, length: int) -> Tensor:
         """Positions ``start .. start + length - 1`` -> (length, D)."""
         _check_range(start, length, self.max_positions)
-        return self.table[start : start + length]
+        # narrow, not a slice: exactly ``length`` rows even where ``start`` is symbolic (compiled
+        # decoding), whereas a slice's length would be unknown to the graph (clamped at the end)
+        return self.table.narrow(0, start, length)
 
 
 class LearnedPositions(nn.Module):
@@ -65,7 +67,7 @@ class LearnedPositions(nn.Module):
 
     def forward(self, start: int, length: int) -> Tensor:
         _check_range(start, length, self.max_positions)
-        return self.table.weight[start : start + length]
+        return self.table.weight.narrow(0, start, length)
 
 
 def _check_range(start: int, length: int, max_positions: int) -> None:

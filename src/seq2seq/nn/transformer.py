@@ -111,10 +111,13 @@ class TransformerDecoderState:
         def compose(rows: Tensor | None) -> Tensor:
             return index if rows is None else rows.index_select(0, index)
 
+        source_rows, cache_rows = compose(self.source_rows), compose(self.cache_rows)
+        if source_rows is cache_rows:  # two tensors: compiled graphs guard on aliased inputs
+            cache_rows = cache_rows.clone()
         return dataclasses.replace(
             self,
-            source_rows=compose(self.source_rows),
-            cache_rows=compose(self.cache_rows),
+            source_rows=source_rows,
+            cache_rows=cache_rows,
             attention=None if self.attention is None else self.attention.index_select(0, index),
             cross_attention=None
             if self.cross_attention is None
@@ -199,8 +202,9 @@ class TransformerDecoder(nn.Module):
         keys, values, weights = [], [], []
         for i, layer in enumerate(self.layers):
             past_k, past_v = state.self_keys[i], state.self_values[i]
-            if order is not None:
-                past_k, past_v = past_k[order], past_v[order]
+            if order is not None:  # index_select: compiled size-obliviously, indexing an
+                # empty cache (a first step with row indices) fails in fake-tensor propagation
+                past_k, past_v = past_k.index_select(0, order), past_v.index_select(0, order)
             x, k, v, w = layer(
                 x,
                 past_k,
