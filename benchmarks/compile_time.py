@@ -1,16 +1,16 @@
-"""What ``--compile`` costs before decoding runs at its compiled speed: the graphs that
-torch.compile builds for a model's beam search and the time they take, on a cold and a warm
-inductor cache.
+"""What ``--compile`` costs before decoding runs at its compiled speed, and what it gains: the
+graphs that torch.compile builds for a model's beam search and the time they take, on a cold and
+a warm inductor cache, beside the same model decoding eagerly.
 
-Each precision (``--quantize``) runs in two fresh processes that share a new, empty
-``TORCHINDUCTOR_CACHE_DIR``: the first compiles everything (a fresh machine, or a first
-``seq2seq translate --compile``), the second finds inductor's generated code on disk (a later
-command on the same machine). In each, the model is loaded with ``compile=True`` and the file is
-translated twice: the first pass includes every compilation its batch shapes trigger, the second
-runs only compiled code. The table gives the graphs dynamo built (all compiled functions
-together), the seconds spent compiling them (dynamo's ``_compile.compile_inner`` timer, one
-entry per graph), both passes, and whether the two passes wrote the same translations. Run from
-the repository root:
+Each precision (``--quantize``) runs in three fresh processes: one eager (``compile=False``),
+then two that share a new, empty ``TORCHINDUCTOR_CACHE_DIR``: the first compiles everything (a
+fresh machine, or a first ``seq2seq translate --compile``), the second finds inductor's generated
+code on disk (a later command on the same machine). In each, the model is loaded and the file is
+translated twice: compiled, the first pass includes every compilation its batch shapes trigger
+and the second runs only compiled code. The table gives the graphs dynamo built (all compiled
+functions together), the seconds spent compiling them (dynamo's ``_compile.compile_inner``
+timer, one entry per graph), both passes, whether the two passes wrote the same translations and
+whether the second wrote the eager run's. Run from the repository root:
 
     python benchmarks/compile_time.py runs/bench/transformer_285s_float32/last.pt \\
         ../shared/data/multi30k/test_2016_flickr.en --quantize none int8 --threads 2
@@ -21,6 +21,7 @@ Decoding follows the harness (beam 5, batch 32, at most 100 output tokens, early
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -46,7 +47,7 @@ def child(args: argparse.Namespace) -> None:
     )
     start = time.perf_counter()
     quantize = None if args.quantize[0] == "none" else args.quantize[0]
-    translator = seq2seq.load(args.model, quantize_to=quantize, compile=True)
+    translator = seq2seq.load(args.model, quantize_to=quantize, compile=not args.eager)
     loaded = time.perf_counter()
     outputs, passes = [], []
     for _ in range(2):
@@ -64,6 +65,7 @@ def child(args: argparse.Namespace) -> None:
                 "first_pass_s": passes[0],
                 "second_pass_s": passes[1],
                 "same": outputs[0] == outputs[1],
+                "sha256": hashlib.sha256("\n".join(outputs[1]).encode()).hexdigest(),
                 "sentences": len(lines),
             }
         )
@@ -81,6 +83,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=0, help="first N lines only (0: all)")
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--eager", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args)
@@ -90,15 +93,17 @@ def main() -> None:
         f"{args.model}, beam {args.beam_size}, batch {args.batch_size}\n"
     )
     print(
-        "| precision | inductor cache | graphs | compiling (s) | first pass (s) | "
-        "second pass (s) | same output |"
+        "| precision | run | graphs | compiling (s) | first pass (s) | second pass (s) | "
+        "passes agree | = eager output |"
     )
-    print("|---|---|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---|---|")
     rows = []
     for quantize in args.quantize:
         with tempfile.TemporaryDirectory(prefix="inductor-") as cache:
-            for cache_state in ("cold", "warm"):
+            eager_sha = None
+            for cache_state in ("eager", "cold", "warm"):
                 cmd = [sys.executable, __file__, "--child", args.model, args.src]
+                cmd += ["--eager"] if cache_state == "eager" else []
                 cmd += ["--quantize", quantize, "--threads", str(args.threads)]
                 cmd += ["--beam-size", str(args.beam_size), "--batch-size", str(args.batch_size)]
                 cmd += ["--limit", str(args.limit)]
@@ -111,10 +116,13 @@ def main() -> None:
                     precision="float32" if quantize == "none" else quantize, cache=cache_state
                 )
                 rows.append(row)
+                eager_sha = eager_sha or row["sha256"]
+                run = "eager" if cache_state == "eager" else f"compiled, {cache_state} cache"
                 print(
-                    f"| {row['precision']} | {cache_state} | {row['graphs']} | "
+                    f"| {row['precision']} | {run} | {row['graphs']} | "
                     f"{row['compile_s']:.1f} | {row['first_pass_s']:.1f} | "
-                    f"{row['second_pass_s']:.1f} | {'yes' if row['same'] else 'no'} |",
+                    f"{row['second_pass_s']:.1f} | {'yes' if row['same'] else 'no'} | "
+                    f"{'yes' if row['sha256'] == eager_sha else 'no'} |",
                     flush=True,
                 )
     if args.json:

@@ -7,6 +7,7 @@ from torch._inductor.utils import run_and_get_code
 
 from seq2seq.compiled import compile_decoding
 from seq2seq.data.batching import make_batch
+from seq2seq.data.vocab import BOS_ID
 from seq2seq.processors import constraints
 from seq2seq.quantize import Int8Linear, default_kernel, quantize
 from seq2seq.search import beam_search
@@ -60,6 +61,34 @@ def test_every_later_step_is_one_graph():
         assert [[h.tokens for h in n] for n in got] == [[h.tokens for h in n] for n in want]
         assert max(len(n[0].tokens) for n in got) >= 3  # steps with a cache of 0, 1 and 2
     assert counter.frame_count == 4  # encode, init_state, the first step, every later step
+    torch._dynamo.reset()
+
+
+def test_rnn_decoder_step_is_one_graph():
+    """Compiled, the RNN decoder's step is one graph. Dynamo refuses ``nn.LSTM`` unless its
+    ``allow_rnn`` is set, so the step broke into several graphs around an eager LSTM call, and the
+    Multi30k RNN decoded slower compiled than eager (docs/benchmarks.md); compiled.py sets it."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    eager = tiny_transformer(seed=11, encoder="rnn", decoder="rnn")
+    assert isinstance(eager.decoder.rnn, torch.nn.LSTM)
+    compiled = compile_decoding(
+        tiny_transformer(seed=11, encoder="rnn", decoder="rnn"), backend=counter
+    )
+    b = make_batch(SRCS, None, list(range(len(SRCS))))
+    state = compiled.init_state(compiled.encode(b.src, b.src_mask))
+    before = counter.frame_count
+    compiled.decode_log_probs(torch.full((len(SRCS),), BOS_ID), state)
+    assert counter.frame_count - before == 1  # one frame: no graph break in the step
+    limit = constraints(b.src_mask.sum(1))
+    want = beam_search(eager, b.src, b.src_mask, limit, beam_size=4, n_best=2)
+    got = beam_search(compiled, b.src, b.src_mask, limit, beam_size=4, n_best=2)
+    assert [[h.tokens for h in n] for n in got] == [[h.tokens for h in n] for n in want]
+    assert [h.score for n in got for h in n] == pytest.approx(
+        [h.score for n in want for h in n], abs=1e-5
+    )
     torch._dynamo.reset()
 
 

@@ -28,8 +28,8 @@ from .shortlist import shortlist_log_probs
 
 def _frozen(fn: Callable[..., Any], backend: Any = "inductor") -> Callable[..., Any]:
     """``fn`` compiled with dynamic shapes; every call (so every compilation it triggers) runs with
-    inductor's freezing on, Python floats specialized and sizes reasoned about size-obliviously,
-    without changing the process-wide settings for other compiled code.
+    inductor's freezing on, Python floats specialized, sizes reasoned about size-obliviously and
+    RNN modules traced, without changing the process-wide settings for other compiled code.
 
     - A model's floats (LayerNorm's eps, dropout rates, the embedding scale) are constants;
       traced as symbolic inputs, as ``dynamic=True`` does, some fail to become tensors and dynamo
@@ -39,7 +39,11 @@ def _frozen(fn: Callable[..., Any], backend: Any = "inductor") -> Callable[..., 
     - Dynamo specializes a size of 0 or 1 (a graph for it alone) unless it reasons
       size-obliviously (``backed_size_oblivious``): the Transformer's step, whose key/value cache
       grows by a position per step, compiled for a cache of 1 and again for 2 or more positions
-      (5 graphs for beam search, now 4; compiling 58-61 s -> 48-52 s on the Xeon)."""
+      (5 graphs for beam search, now 4; compiling 58-61 s -> 48-52 s on the Xeon).
+    - Dynamo refuses ``nn.LSTM``/``GRU``/``RNN`` unless ``allow_rnn`` is set: the RNN decoder's
+      step broke into graphs around an eager LSTM call (18 graphs for the Multi30k RNN's beam
+      search, now 8, the step one graph) and decoded no faster than eager (10.8-11.2 s on
+      test_2016_flickr against eager's 10.7; now 8.8-10.2 against 11.6)."""
     import torch._dynamo.config as dynamo_config  # here, not per call: decode_step is hot
     import torch._inductor.config as inductor_config
     import torch.fx.experimental._config as shapes_config
@@ -50,7 +54,7 @@ def _frozen(fn: Callable[..., Any], backend: Any = "inductor") -> Callable[..., 
     def call(*args: Any, **kwargs: Any) -> Any:
         with (
             inductor_config.patch(freezing=True),
-            dynamo_config.patch(specialize_float=True),
+            dynamo_config.patch(specialize_float=True, allow_rnn=True),
             shapes_config.patch(backed_size_oblivious=True),
         ):
             return compiled(*args, **kwargs)
