@@ -67,7 +67,7 @@ def test_every_later_step_is_one_graph():
 def test_rnn_decoder_step_is_one_graph():
     """Compiled, the RNN decoder's step is one graph. Dynamo refuses ``nn.LSTM`` unless its
     ``allow_rnn`` is set, so the step broke into several graphs around an eager LSTM call, and the
-    Multi30k RNN decoded slower compiled than eager (docs/benchmarks.md); compiled.py sets it."""
+    Multi30k RNN decoded no faster compiled than eager (docs/benchmarks.md); compiled.py sets it."""
     from torch._dynamo.testing import CompileCounterWithBackend
 
     torch._dynamo.reset()
