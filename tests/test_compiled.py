@@ -17,6 +17,20 @@ from .conftest import compiles, tiny_transformer
 SRCS = [[4, 5, 6, 7, 8, 9, 10], [11, 12], [5, 12, 4], [9], [6, 6, 7, 8, 11]]
 
 
+def same_beam_search(eager, compiled, srcs, abs=1e-4):
+    """Beam search (4 beams, 2 best) with both models over ``srcs``: the same hypotheses, scores
+    within ``abs``. Returns the compiled model's."""
+    b = make_batch(srcs, None, list(range(len(srcs))))
+    limit = constraints(b.src_mask.sum(1))
+    want = beam_search(eager, b.src, b.src_mask, limit, beam_size=4, n_best=2)
+    got = beam_search(compiled, b.src, b.src_mask, limit, beam_size=4, n_best=2)
+    assert [[h.tokens for h in n] for n in got] == [[h.tokens for h in n] for n in want]
+    assert [h.score for n in got for h in n] == pytest.approx(
+        [h.score for n in want for h in n], abs=abs
+    )
+    return got
+
+
 @compiles
 def test_compiled_beam_search_equals_eager():
     counters.clear()
@@ -25,14 +39,7 @@ def test_compiled_beam_search_equals_eager():
     compiled = compile_decoding(tiny_transformer("pre", seed=11))
     assert compile_decoding(compiled) is compiled  # compiling twice is a no-op
     for srcs in (SRCS, SRCS[:2], SRCS[3:]):  # other batch and source sizes reuse the graphs
-        b = make_batch(srcs, None, list(range(len(srcs))))
-        limit = constraints(b.src_mask.sum(1))
-        want = beam_search(eager, b.src, b.src_mask, limit, beam_size=4, n_best=2)
-        got = beam_search(compiled, b.src, b.src_mask, limit, beam_size=4, n_best=2)
-        assert [[h.tokens for h in n] for n in got] == [[h.tokens for h in n] for n in want]
-        assert [h.score for n in got for h in n] == pytest.approx(
-            [h.score for n in want for h in n], abs=1e-4
-        )
+        same_beam_search(eager, compiled, srcs)
     # encode, init_state, the first step and every later one; no more for other batch or source
     # sizes (test_every_later_step_is_one_graph)
     assert counters["stats"]["unique_graphs"] == 4
@@ -54,11 +61,7 @@ def test_every_later_step_is_one_graph():
     eager = tiny_transformer("pre", seed=11).eval()
     compiled = compile_decoding(tiny_transformer("pre", seed=11), backend=counter)
     for srcs in (SRCS, SRCS[:2], SRCS[3:]):
-        b = make_batch(srcs, None, list(range(len(srcs))))
-        limit = constraints(b.src_mask.sum(1))
-        want = beam_search(eager, b.src, b.src_mask, limit, beam_size=4, n_best=2)
-        got = beam_search(compiled, b.src, b.src_mask, limit, beam_size=4, n_best=2)
-        assert [[h.tokens for h in n] for n in got] == [[h.tokens for h in n] for n in want]
+        got = same_beam_search(eager, compiled, srcs)
         assert max(len(n[0].tokens) for n in got) >= 3  # steps with a cache of 0, 1 and 2
     assert counter.frame_count == 4  # encode, init_state, the first step, every later step
     torch._dynamo.reset()
@@ -82,13 +85,7 @@ def test_rnn_decoder_step_is_one_graph():
     before = counter.frame_count
     compiled.decode_log_probs(torch.full((len(SRCS),), BOS_ID), state)
     assert counter.frame_count - before == 1  # one frame: no graph break in the step
-    limit = constraints(b.src_mask.sum(1))
-    want = beam_search(eager, b.src, b.src_mask, limit, beam_size=4, n_best=2)
-    got = beam_search(compiled, b.src, b.src_mask, limit, beam_size=4, n_best=2)
-    assert [[h.tokens for h in n] for n in got] == [[h.tokens for h in n] for n in want]
-    assert [h.score for n in got for h in n] == pytest.approx(
-        [h.score for n in want for h in n], abs=1e-5
-    )
+    same_beam_search(eager, compiled, SRCS, abs=1e-5)
     torch._dynamo.reset()
 
 
