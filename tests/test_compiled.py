@@ -12,7 +12,7 @@ from seq2seq.processors import constraints
 from seq2seq.quantize import Int8Linear, default_kernel, quantize
 from seq2seq.search import beam_search
 
-from .conftest import compiles, tiny_transformer
+from .conftest import compiles, tiny_model, tiny_transformer
 
 SRCS = [[4, 5, 6, 7, 8, 9, 10], [11, 12], [5, 12, 4], [9], [6, 6, 7, 8, 11]]
 
@@ -85,6 +85,20 @@ def test_rnn_decoder_step_is_one_graph():
     before = counter.frame_count
     compiled.decode_log_probs(torch.full((len(SRCS),), BOS_ID), state)
     assert counter.frame_count - before == 1  # one frame: no graph break in the step
+    same_beam_search(eager, compiled, SRCS, abs=1e-5)
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_compiled_residual_rnn_searches_as_eager(cell):
+    """A residual RNN stack over packed sequences compiles: dynamo rebuilt the PackedSequence
+    that the encoder's residual stack hands to its layers without its fields (ValueError: not
+    enough values to unpack), so the packed part runs eagerly (nn/rnn.py ``_packed_rnn``)."""
+    torch._dynamo.reset()
+    eager = tiny_model(cell=cell, residual=True, num_layers=2, seed=11)
+    compiled = compile_decoding(
+        tiny_model(cell=cell, residual=True, num_layers=2, seed=11), backend="aot_eager"
+    )
     same_beam_search(eager, compiled, SRCS, abs=1e-5)
     torch._dynamo.reset()
 

@@ -49,9 +49,11 @@ class ResidualRNN(nn.Module):
         d = self.directions
         if hx is None:
             return None
+        # narrow, not a slice: compiled with size-oblivious shapes (seq2seq.compiled), a slice's
+        # length is not known to be d, and the traced RNN call failed on it
         if isinstance(hx, tuple):
-            return hx[0][i * d : (i + 1) * d], hx[1][i * d : (i + 1) * d]
-        return hx[i * d : (i + 1) * d]
+            return hx[0].narrow(0, i * d, d), hx[1].narrow(0, i * d, d)
+        return hx.narrow(0, i * d, d)
 
     def forward(
         self, x: Tensor | PackedSequence, hx: HiddenState | None = None

@@ -123,6 +123,20 @@ def rnn_step(
     return inp.unsqueeze(1), (hidden, torch.stack(cs)) if lstm else hidden
 
 
+@torch.compiler.disable
+def _packed_rnn(
+    rnn: nn.Module, x: Tensor, lengths: Tensor
+) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+    """``rnn`` over the padded batch x (B, S, In) packed by ``lengths``: outputs (B, S, D * H),
+    zero at padded positions, and the final states. Eager under ``torch.compile``: dynamo does not
+    trace packing (the graph broke there anyway) and rebuilt a ``PackedSequence`` handed on to a
+    residual stack's layers without its fields, which failed."""
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, final = rnn(packed)
+    states, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+    return states, final
+
+
 class RNNEncoder(nn.Module):
     """Embeds and encodes a padded source batch over packed sequences; an LSTM in training on CPU
     steps over the rows sorted by length instead (:mod:`.sorted_lstm`, the same results, faster).
@@ -162,9 +176,7 @@ class RNNEncoder(nn.Module):
         if sorted_lstm.takes(self.rnn, x):
             states, final = sorted_lstm.sorted_lstm(self.rnn, x, lengths.tolist())
         else:
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            out, final = self.rnn(packed)
-            states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+            states, final = _packed_rnn(self.rnn, x, lengths)
         finals = final if isinstance(final, tuple) else (final,)
         return EncoderOutput(
             states=self.dropout(states),
