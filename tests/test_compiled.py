@@ -1,5 +1,7 @@
 """Compiled decoding (torch.compile with frozen weights) gives the eager model's search results."""
 
+import re
+
 import pytest
 import torch
 from torch._dynamo.utils import compilation_time_metrics, counters
@@ -9,7 +11,7 @@ from seq2seq.compiled import compile_decoding
 from seq2seq.data.batching import make_batch
 from seq2seq.data.vocab import BOS_ID
 from seq2seq.processors import constraints
-from seq2seq.quantize import Int8Linear, default_kernel, quantize
+from seq2seq.quantize import Int8Linear, Int8RNN, default_kernel, quantize
 from seq2seq.search import beam_search
 
 from .conftest import compiles, tiny_model, tiny_transformer
@@ -126,6 +128,71 @@ def test_int8_linear_kernel_is_checked():
     ):
         Int8Linear(torch.nn.Linear(4, 4), "vnni")
     assert default_kernel() in ("int_mm", "fbgemm")
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("cls", [torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN])
+def test_int8_rnn_approximates_the_float_module(cls, num_layers):
+    torch.manual_seed(0)
+    rnn = cls(12, 16, num_layers, batch_first=True).eval()
+    q = Int8RNN(rnn)
+    assert q.ih[0].weight_t.dtype == q.hh[-1].weight_t.dtype == torch.int8
+    x = torch.randn(3, 5, 12)
+    h0 = torch.randn(num_layers, 3, 16) * 0.5
+    lstm = cls is torch.nn.LSTM
+    with torch.no_grad():
+        for hx in ((h0, torch.randn_like(h0)) if lstm else h0, None):
+            (want, want_final), (got, got_final) = rnn(x, hx), q(x, hx)
+            assert got.shape == want.shape == (3, 5, 16)
+            assert (got - want).abs().max() < 0.03
+            for w, g in zip(
+                want_final if lstm else [want_final], got_final if lstm else [got_final]
+            ):
+                assert g.shape == w.shape == (num_layers, 3, 16)
+                assert (g - w).abs().max() < 0.03
+
+
+def test_int8_rnn_takes_unidirectional_batch_first_modules():
+    message = (
+        "Int8RNN takes a unidirectional, batch-first LSTM without projection; "
+        "got bidirectional=True, batch_first=True, proj_size=0"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Int8RNN(torch.nn.LSTM(4, 4, batch_first=True, bidirectional=True))
+    with pytest.raises(
+        TypeError, match="Int8RNN takes a \\(B, T, In\\) tensor, not PackedSequence"
+    ):
+        packed = torch.nn.utils.rnn.pack_padded_sequence(torch.zeros(2, 3, 4), [3, 2], True)
+        Int8RNN(torch.nn.LSTM(4, 4, batch_first=True))(packed)
+
+
+@pytest.mark.parametrize("cell, residual", [("lstm", False), ("gru", True)])
+def test_int8_rnn_decoder_step_is_one_compiled_graph(cell, residual):
+    """In the int8 form for compiled decoding the RNN decoder's recurrent stack (each layer of a
+    residual one) is an Int8RNN, its products int8 like the linear layers'; the encoder's RNN
+    (bidirectional, packed sequences, once per batch) stays float. Compiled, the step is one
+    graph and searches as the eager int8 form does."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    model = tiny_model(cell=cell, residual=residual, num_layers=2, seed=11)
+    eager = quantize(model, "int8", compiled=True)
+    rnns = list(eager.decoder.rnn.layers) if residual else [eager.decoder.rnn]
+    assert [type(r) for r in rnns] == [Int8RNN] * (2 if residual else 1)
+    float_rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    encoder_rnns = list(eager.encoder.rnn.layers) if residual else [eager.encoder.rnn]
+    assert {type(r) for r in encoder_rnns} == {float_rnn}
+    assert type(model.decoder.rnn) is not Int8RNN  # the original is left unchanged
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = compile_decoding(quantize(model, "int8", compiled=True), backend=counter)
+    b = make_batch(SRCS, None, list(range(len(SRCS))))
+    state = compiled.init_state(compiled.encode(b.src, b.src_mask))
+    before = counter.frame_count
+    compiled.decode_log_probs(torch.full((len(SRCS),), BOS_ID), state)
+    assert counter.frame_count - before == 1  # one frame: no graph break in the step
+    same_beam_search(eager, compiled, SRCS, abs=1e-4)
+    torch._dynamo.reset()
 
 
 @pytest.mark.parametrize(

@@ -143,9 +143,105 @@ class Int8Linear(nn.Module):
         )
 
 
+def _weights_as_linear(weight: Tensor, bias: Tensor | None) -> nn.Linear:
+    linear = nn.Linear(weight.size(1), weight.size(0), bias=bias is not None)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        if bias is not None:
+            linear.bias.copy_(bias)
+    return linear
+
+
+class Int8RNN(nn.Module):
+    """A unidirectional, batch-first ``nn.LSTM``/``GRU``/``RNN`` for decoding, whose input and
+    hidden products are :class:`Int8Linear` layers (one of each per layer, with the module's own
+    weights and biases) and whose gate arithmetic runs in float32, time step by time step.
+
+    It is the recurrent part of the int8 form for compiled decoding: ``quantize_dynamic``'s int8
+    LSTM (fbgemm) is opaque to ``torch.compile``, and a float LSTM left in the compiled step kept
+    its largest product in float32. Compiled, each step is two int8 products with the
+    quantization, the gates and the new state fused around them. Same inputs and outputs as the
+    module it replaces (x (B, T, In), hx (L, B, H) or a pair for LSTM; None for zeros), with no
+    dropout between layers (decoding only) and no packed sequences (the encoder keeps its own).
+    """
+
+    def __init__(self, rnn: nn.RNNBase, kernel: str | None = None) -> None:
+        super().__init__()
+        if rnn.bidirectional or not rnn.batch_first or getattr(rnn, "proj_size", 0):
+            raise ValueError(
+                f"Int8RNN takes a unidirectional, batch-first {type(rnn).__name__} without "
+                f"projection; got bidirectional={rnn.bidirectional}, "
+                f"batch_first={rnn.batch_first}, proj_size={getattr(rnn, 'proj_size', 0)}"
+            )
+        self.mode, self.num_layers, self.hidden_size = rnn.mode, rnn.num_layers, rnn.hidden_size
+
+        def layer(kind: str, k: int) -> Int8Linear:
+            weight = getattr(rnn, f"weight_{kind}_l{k}").detach()
+            bias = getattr(rnn, f"bias_{kind}_l{k}").detach() if rnn.bias else None
+            return Int8Linear(_weights_as_linear(weight, bias), kernel)
+
+        self.ih = nn.ModuleList(layer("ih", k) for k in range(rnn.num_layers))
+        self.hh = nn.ModuleList(layer("hh", k) for k in range(rnn.num_layers))
+
+    def _cell(self, k: int, x: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """One step of layer k: x (B, G) its input product (biases in), h and c (B, H)."""
+        gh = self.hh[k](h)
+        if self.mode == "LSTM":
+            i, f, g, o = (x + gh).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.sigmoid(o) * torch.tanh(c), c
+        if self.mode == "GRU":  # r, z, n (torch.nn.GRU's order; b_hn stays inside r * (...))
+            xr, xz, xn = x.chunk(3, dim=1)
+            hr, hz, hn = gh.chunk(3, dim=1)
+            r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+            n = torch.tanh(xn + r * hn)
+            return n + z * (h - n), None
+        act = torch.tanh if self.mode == "RNN_TANH" else torch.relu
+        return act(x + gh), None
+
+    def forward(
+        self, x: Tensor, hx: Tensor | tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"Int8RNN takes a (B, T, In) tensor, not {type(x).__name__}")
+        lstm = self.mode == "LSTM"
+        if hx is None:
+            zeros = x.new_zeros(self.num_layers, x.size(0), self.hidden_size)
+            hx = (zeros, zeros) if lstm else zeros
+        h0, c0 = hx if lstm else (hx, None)
+        hs, cs = [], []
+        for k in range(self.num_layers):
+            inputs = self.ih[k](x)  # every time step's input product at once: (B, T, G)
+            h, c = h0[k], None if c0 is None else c0[k]
+            outs = []
+            for t in range(x.size(1)):
+                h, c = self._cell(k, inputs[:, t], h, c)
+                outs.append(h)
+            x = torch.stack(outs, dim=1)
+            hs.append(h)
+            cs.append(c)
+        hidden = torch.stack(hs)
+        return x, (hidden, torch.stack(cs)) if lstm else hidden
+
+    def extra_repr(self) -> str:
+        return f"{self.mode}, hidden_size={self.hidden_size}, num_layers={self.num_layers}, int8"
+
+
 def _int8_linears(model: nn.Module, kernel: str | None = None) -> nn.Module:
-    """A copy of ``model`` with every nn.Linear replaced by an :class:`Int8Linear`."""
+    """A copy of ``model`` with every nn.Linear replaced by an :class:`Int8Linear`, and the
+    recurrent stack of every RNN decoder (an ``nn.LSTM``/``GRU``/``RNN``, or each layer of a
+    residual stack) by an :class:`Int8RNN`. An encoder's RNN (bidirectional, packed sequences)
+    stays float32: it runs once per batch, the decoder's once per output token."""
+    from .nn.residual_rnn import ResidualRNN
+    from .nn.rnn import RNNDecoder
+
     model = copy.deepcopy(model)
+    for decoder in [m for m in model.modules() if isinstance(m, RNNDecoder)]:
+        if isinstance(decoder.rnn, ResidualRNN):
+            for i, layer in enumerate(decoder.rnn.layers):
+                decoder.rnn.layers[i] = Int8RNN(layer, kernel)
+        else:
+            decoder.rnn = Int8RNN(decoder.rnn, kernel)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
