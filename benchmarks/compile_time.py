@@ -10,10 +10,12 @@ translated twice: compiled, the first pass includes every compilation its batch 
 and the second runs only compiled code. The table gives the graphs dynamo built (all compiled
 functions together), the seconds spent compiling them (dynamo's ``_compile.compile_inner``
 timer, one entry per graph), both passes, whether the two passes wrote the same translations and
-whether the second wrote the eager run's. Run from the repository root:
+whether the second wrote the eager run's, and (with ``--ref``) the second pass's sacreBLEU. Run
+from the repository root:
 
     python benchmarks/compile_time.py runs/bench/transformer_285s_float32/last.pt \\
-        ../shared/data/multi30k/test_2016_flickr.en --quantize none int8 --threads 2
+        ../shared/data/multi30k/test_2016_flickr.en --quantize none int8 --threads 2 \\
+        --ref ../shared/data/multi30k/test_2016_flickr.de
 
 Decoding follows the harness (beam 5, batch 32, at most 100 output tokens, early stop).
 """
@@ -38,6 +40,7 @@ def child(args: argparse.Namespace) -> None:
 
     import seq2seq
     from seq2seq.data.corpus import read_lines
+    from seq2seq.metrics import bleu
     from seq2seq.search_options import SearchOptions
 
     torch.set_num_threads(args.threads)
@@ -67,6 +70,9 @@ def child(args: argparse.Namespace) -> None:
                 "same": outputs[0] == outputs[1],
                 "sha256": hashlib.sha256("\n".join(outputs[1]).encode()).hexdigest(),
                 "sentences": len(lines),
+                "bleu": bleu(outputs[1], read_lines(args.ref)[: len(lines)])[0]
+                if args.ref
+                else None,
             }
         )
     )
@@ -81,6 +87,7 @@ def main() -> None:
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, default=0, help="first N lines only (0: all)")
+    p.add_argument("--ref", help="reference translations: score the second pass (sacreBLEU)")
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--eager", action="store_true", help=argparse.SUPPRESS)
@@ -94,9 +101,9 @@ def main() -> None:
     )
     print(
         "| precision | run | graphs | compiling (s) | first pass (s) | second pass (s) | "
-        "passes agree | = eager output |"
+        "passes agree | = eager output | BLEU |"
     )
-    print("|---|---|---:|---:|---:|---:|---|---|")
+    print("|---|---|---:|---:|---:|---:|---|---|---:|")
     rows = []
     for quantize in args.quantize:
         with tempfile.TemporaryDirectory(prefix="inductor-") as cache:
@@ -106,7 +113,7 @@ def main() -> None:
                 cmd += ["--eager"] if cache_state == "eager" else []
                 cmd += ["--quantize", quantize, "--threads", str(args.threads)]
                 cmd += ["--beam-size", str(args.beam_size), "--batch-size", str(args.batch_size)]
-                cmd += ["--limit", str(args.limit)]
+                cmd += ["--limit", str(args.limit)] + (["--ref", args.ref] if args.ref else [])
                 env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
                 done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
                 if done.returncode:
@@ -122,7 +129,8 @@ def main() -> None:
                     f"| {row['precision']} | {run} | {row['graphs']} | "
                     f"{row['compile_s']:.1f} | {row['first_pass_s']:.1f} | "
                     f"{row['second_pass_s']:.1f} | {'yes' if row['same'] else 'no'} | "
-                    f"{'yes' if row['sha256'] == eager_sha else 'no'} |",
+                    f"{'yes' if row['sha256'] == eager_sha else 'no'} | "
+                    f"{'' if row['bleu'] is None else format(row['bleu'], '.2f')} |",
                     flush=True,
                 )
     if args.json:
