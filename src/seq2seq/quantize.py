@@ -227,11 +227,23 @@ class Int8RNN(nn.Module):
         return f"{self.mode}, hidden_size={self.hidden_size}, num_layers={self.num_layers}, int8"
 
 
+def _dynamic_int8(model: nn.Module, types: set[type[nn.Module]], inplace: bool) -> nn.Module:
+    """``quantize_dynamic`` of the modules of these types to int8, its deprecation notices off."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)  # deprecation notices of qint8
+        return torch.ao.quantization.quantize_dynamic(
+            model, types, dtype=torch.qint8, inplace=inplace
+        )
+
+
 def _int8_linears(model: nn.Module, kernel: str | None = None) -> nn.Module:
     """A copy of ``model`` with every nn.Linear replaced by an :class:`Int8Linear`, and the
     recurrent stack of every RNN decoder (an ``nn.LSTM``/``GRU``/``RNN``, or each layer of a
-    residual stack) by an :class:`Int8RNN`. An encoder's RNN (bidirectional, packed sequences)
-    stays float32: it runs once per batch, the decoder's once per output token."""
+    residual stack) by an :class:`Int8RNN`. An encoder's LSTM/GRU, which runs over packed
+    sequences outside the compiled graphs (``nn.rnn._packed_rnn``), becomes
+    ``quantize_dynamic``'s int8 module, as in the eager int8 form."""
     from .nn.residual_rnn import ResidualRNN
     from .nn.rnn import RNNDecoder
 
@@ -242,6 +254,7 @@ def _int8_linears(model: nn.Module, kernel: str | None = None) -> nn.Module:
                 decoder.rnn.layers[i] = Int8RNN(layer, kernel)
         else:
             decoder.rnn = Int8RNN(decoder.rnn, kernel)
+    _dynamic_int8(model, {nn.LSTM, nn.GRU}, inplace=True)  # what is left: the encoders' RNNs
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
@@ -259,11 +272,5 @@ def quantize(
         case "int8" if compiled:
             return _int8_linears(model, kernel)
         case "int8":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                warnings.simplefilter("ignore", FutureWarning)
-                warnings.simplefilter("ignore", UserWarning)  # deprecation notices of qint8
-                return torch.ao.quantization.quantize_dynamic(
-                    model, {nn.Linear, nn.LSTM, nn.GRU}, dtype=torch.qint8, inplace=False
-                )
+            return _dynamic_int8(model, {nn.Linear, nn.LSTM, nn.GRU}, inplace=False)
     raise ValueError(f"unknown quantization {kind!r}; expected one of {', '.join(KINDS)}")
