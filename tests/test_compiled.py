@@ -114,7 +114,7 @@ def test_compiled_int8_rnn_searches_as_its_eager_form(changes):
 def test_compiled_residual_rnn_searches_as_eager():
     """A residual RNN stack over packed sequences compiles: dynamo rebuilt the PackedSequence
     that the encoder's residual stack hands to its layers without its fields (ValueError: not
-    enough values to unpack), so the packed part runs eagerly (nn/rnn.py ``_packed_rnn``)."""
+    enough values to unpack), so the packed part runs eagerly (``RNNEncoder.packed_rnn``)."""
     torch._dynamo.reset()
     eager = tiny_model(cell="gru", residual=True, num_layers=2, seed=11)
     compiled = compile_decoding(
@@ -122,6 +122,18 @@ def test_compiled_residual_rnn_searches_as_eager():
     )
     same_beam_search(eager, compiled, SRCS, abs=1e-5)
     torch._dynamo.reset()
+
+
+def test_the_model_code_does_not_import_dynamo():
+    """torch._dynamo takes 1.3-1.6 s to import on 2 cores: only compiling may pay it, not every
+    command (a torch.compiler.disable decorator in nn/rnn.py did, at import)."""
+    import subprocess
+    import sys
+
+    modules = "seq2seq.cli, seq2seq.build, seq2seq.translator, seq2seq.quantize, seq2seq.search"
+    code = f"import sys, {modules}; print('torch._dynamo' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_compile_needs_the_decode_contract():

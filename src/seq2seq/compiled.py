@@ -42,8 +42,9 @@ def _frozen(fn: Callable[..., Any], backend: Any = "inductor") -> Callable[..., 
       (5 graphs for beam search, now 4; compiling 58-61 s -> 48-52 s on the Xeon).
     - Dynamo refuses ``nn.LSTM``/``GRU``/``RNN`` unless ``allow_rnn`` is set: the RNN decoder's
       step broke into graphs around an eager LSTM call (18 graphs for the Multi30k RNN's beam
-      search, now 8, the step one graph) and decoded no faster than eager (10.8-11.2 s on
-      test_2016_flickr against eager's 10.7; now 8.8-10.2 against 11.6)."""
+      search, then 8, the step one graph; 6 since the encoder's packed part runs eagerly) and
+      decoded no faster than eager (10.8-11.2 s on test_2016_flickr against eager's 10.7; now
+      8.8-10.2 against 11.6)."""
     import torch._dynamo.config as dynamo_config  # here, not per call: decode_step is hot
     import torch._inductor.config as inductor_config
     import torch.fx.experimental._config as shapes_config
@@ -72,6 +73,9 @@ def compile_decoding(model: nn.Module, backend: Any = "inductor") -> nn.Module:
     if getattr(model, "_seq2seq_compiled", False):
         return model
     model.eval()
+    for module in model.modules():  # parts a module asks to run eagerly (e.g. packed sequences)
+        for name in getattr(module, "eager_when_compiled", ()):
+            setattr(module, name, torch.compiler.disable(getattr(module, name)))
     step = model.decode_step
 
     def decode_log_probs(prev: Any, state: Any) -> tuple[torch.Tensor, Any]:

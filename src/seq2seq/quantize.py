@@ -10,8 +10,10 @@ is faster.
 Linear becomes an :class:`Int8Linear`, whose int8 product the compiled graph calls with the
 activation quantization and the rescaling around it fused into generated code. Quantized modules
 of ``quantize_dynamic`` are not traced by ``torch.compile`` (dynamo runs them eagerly, so nothing
-around them fuses), hence the second form. Its product has three kernels, chosen by the CPU and the
-layer (:func:`default_kernel`):
+around them fuses), hence the second form. An RNN decoder's LSTM/GRU/RNN becomes an
+:class:`Int8RNN` (its input and hidden products ``Int8Linear`` layers), an RNN encoder's LSTM/GRU
+(run eagerly, over packed sequences) ``quantize_dynamic``'s module. The product has three
+kernels, chosen by the CPU and the layer (:func:`default_kernel`):
 
 - ``int_mm``: ``torch._int_mm`` (oneDNN's VNNI kernels, as fast as fbgemm's inside the compiled
   graph) where the CPU has AVX-512;
@@ -242,7 +244,7 @@ def _int8_linears(model: nn.Module, kernel: str | None = None) -> nn.Module:
     """A copy of ``model`` with every nn.Linear replaced by an :class:`Int8Linear`, and the
     recurrent stack of every RNN decoder (an ``nn.LSTM``/``GRU``/``RNN``, or each layer of a
     residual stack) by an :class:`Int8RNN`. An encoder's LSTM/GRU, which runs over packed
-    sequences outside the compiled graphs (``nn.rnn._packed_rnn``), becomes
+    sequences outside the compiled graphs (``RNNEncoder.packed_rnn``), becomes
     ``quantize_dynamic``'s int8 module, as in the eager int8 form."""
     from .nn.residual_rnn import ResidualRNN
     from .nn.rnn import RNNDecoder

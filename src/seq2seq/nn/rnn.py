@@ -123,20 +123,6 @@ def rnn_step(
     return inp.unsqueeze(1), (hidden, torch.stack(cs)) if lstm else hidden
 
 
-@torch.compiler.disable
-def _packed_rnn(
-    rnn: nn.Module, x: Tensor, lengths: Tensor
-) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
-    """``rnn`` over the padded batch x (B, S, In) packed by ``lengths``: outputs (B, S, D * H),
-    zero at padded positions, and the final states. Eager under ``torch.compile``: dynamo does not
-    trace packing (the graph broke there anyway) and rebuilt a ``PackedSequence`` handed on to a
-    residual stack's layers without its fields, which failed."""
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out, final = rnn(packed)
-    states, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
-    return states, final
-
-
 class RNNEncoder(nn.Module):
     """Embeds and encodes a padded source batch over packed sequences; an LSTM in training on CPU
     steps over the rows sorted by length instead (:mod:`.sorted_lstm`, the same results, faster).
@@ -176,13 +162,30 @@ class RNNEncoder(nn.Module):
         if sorted_lstm.takes(self.rnn, x):
             states, final = sorted_lstm.sorted_lstm(self.rnn, x, lengths.tolist())
         else:
-            states, final = _packed_rnn(self.rnn, x, lengths)
+            states, final = self.packed_rnn(x, lengths)
         finals = final if isinstance(final, tuple) else (final,)
         return EncoderOutput(
             states=self.dropout(states),
             mask=src_mask,
             final=tuple(self._merge_directions(f) for f in finals),
         )
+
+    # methods that compiled decoding runs eagerly (seq2seq.compiled wraps them in
+    # torch.compiler.disable; a decorator here would import torch._dynamo with the model code,
+    # 1.3 s more for every command)
+    eager_when_compiled = ("packed_rnn",)
+
+    def packed_rnn(
+        self, x: Tensor, lengths: Tensor
+    ) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+        """The RNN over the padded batch x (B, S, In) packed by ``lengths``: outputs (B, S, D * H),
+        zero at padded positions, and the final states. Eager under ``torch.compile``: dynamo
+        does not trace packing (the graph broke there anyway) and rebuilt a ``PackedSequence``
+        handed on to a residual stack's layers without its fields, which failed."""
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, final = self.rnn(packed)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        return states, final
 
     def _merge_directions(self, h: Tensor) -> Tensor:
         """(L*D, B, H) -> (L, B, D*H)."""
