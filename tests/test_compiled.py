@@ -281,6 +281,23 @@ def test_compiled_int8_decoding_matches_its_eager_form(kernel, product, not_ther
 
 
 @compiles
+def test_inductor_runs_the_int8_rnn_step_on_int8_products():
+    """The RNN's int8 form through inductor (the real backend): the decoder step's LSTM and
+    linear products are torch._int_mm calls inside the generated code, and the searches are those
+    of the uncompiled int8 form."""
+    model = tiny_model(seed=11)
+    eager = quantize(model, "int8", compiled=True, kernel="int_mm")
+    compiled = compile_decoding(quantize(model, "int8", compiled=True, kernel="int_mm"))
+    b = make_batch(SRCS, None, list(range(len(SRCS))))
+    state = compiled.init_state(compiled.encode(b.src, b.src_mask))
+    _, code = run_and_get_code(compiled.decode_log_probs, torch.full((len(SRCS),), BOS_ID), state)
+    # the step's products: the LSTM's input and hidden ones, Bahdanau's query projection and its
+    # v, the combination layer, the output layer (4 with the LSTM in float32)
+    assert "".join(code).count("aten._int_mm") == 6
+    same_beam_search(eager, compiled, SRCS, abs=1e-3)
+
+
+@compiles
 def test_compiled_shortlist_decoding_equals_eager_shortlist_decoding():
     """Compiled, the shortlist's output rows are graph inputs: batches with shortlists of other
     sizes reuse the graph and give the eager restricted search's results."""
