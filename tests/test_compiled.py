@@ -33,6 +33,23 @@ def same_beam_search(eager, compiled, srcs, abs=1e-4):
     return got
 
 
+def step_is_one_graph(eager, model, abs):
+    """Compiles ``model`` with a graph-counting backend: its first decoder step over SRCS is one
+    frame (no graph break), and its searches are ``eager``'s (scores within ``abs``)."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = compile_decoding(model, backend=counter)
+    b = make_batch(SRCS, None, list(range(len(SRCS))))
+    state = compiled.init_state(compiled.encode(b.src, b.src_mask))
+    before = counter.frame_count
+    compiled.decode_log_probs(torch.full((len(SRCS),), BOS_ID), state)
+    assert counter.frame_count - before == 1
+    same_beam_search(eager, compiled, SRCS, abs=abs)
+    torch._dynamo.reset()
+
+
 @compiles
 def test_compiled_beam_search_equals_eager():
     counters.clear()
@@ -73,22 +90,9 @@ def test_rnn_decoder_step_is_one_graph():
     """Compiled, the RNN decoder's step is one graph. Dynamo refuses ``nn.LSTM`` unless its
     ``allow_rnn`` is set, so the step broke into several graphs around an eager LSTM call, and the
     Multi30k RNN decoded no faster compiled than eager (docs/benchmarks.md); compiled.py sets it."""
-    from torch._dynamo.testing import CompileCounterWithBackend
-
-    torch._dynamo.reset()
-    counter = CompileCounterWithBackend("aot_eager")
     eager = tiny_transformer(seed=11, encoder="rnn", decoder="rnn")
     assert isinstance(eager.decoder.rnn, torch.nn.LSTM)
-    compiled = compile_decoding(
-        tiny_transformer(seed=11, encoder="rnn", decoder="rnn"), backend=counter
-    )
-    b = make_batch(SRCS, None, list(range(len(SRCS))))
-    state = compiled.init_state(compiled.encode(b.src, b.src_mask))
-    before = counter.frame_count
-    compiled.decode_log_probs(torch.full((len(SRCS),), BOS_ID), state)
-    assert counter.frame_count - before == 1  # one frame: no graph break in the step
-    same_beam_search(eager, compiled, SRCS, abs=1e-5)
-    torch._dynamo.reset()
+    step_is_one_graph(eager, tiny_transformer(seed=11, encoder="rnn", decoder="rnn"), abs=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -111,14 +115,15 @@ def test_compiled_int8_rnn_searches_as_its_eager_form(changes):
     torch._dynamo.reset()
 
 
-def test_compiled_residual_rnn_searches_as_eager():
+@pytest.mark.parametrize("cell", ["lstm", "gru"])  # the layer states: a pair, a tensor
+def test_compiled_residual_rnn_searches_as_eager(cell):
     """A residual RNN stack over packed sequences compiles: dynamo rebuilt the PackedSequence
     that the encoder's residual stack hands to its layers without its fields (ValueError: not
     enough values to unpack), so the packed part runs eagerly (``RNNEncoder.packed_rnn``)."""
     torch._dynamo.reset()
-    eager = tiny_model(cell="gru", residual=True, num_layers=2, seed=11)
+    eager = tiny_model(cell=cell, residual=True, num_layers=2, seed=11)
     compiled = compile_decoding(
-        tiny_model(cell="gru", residual=True, num_layers=2, seed=11), backend="aot_eager"
+        tiny_model(cell=cell, residual=True, num_layers=2, seed=11), backend="aot_eager"
     )
     same_beam_search(eager, compiled, SRCS, abs=1e-5)
     torch._dynamo.reset()
@@ -202,25 +207,13 @@ def test_int8_rnn_decoder_step_is_one_compiled_graph():
     residual one) is an Int8RNN, its products int8 like the linear layers'; the encoder's RNN,
     which runs eagerly over packed sequences, is quantize_dynamic's int8 module. Compiled, the
     step is one graph and searches as the eager int8 form does."""
-    from torch._dynamo.testing import CompileCounterWithBackend
-
     model = tiny_model(cell="lstm", residual=True, num_layers=2, seed=11)
     eager = quantize(model, "int8", compiled=True)
     assert [type(r) for r in eager.decoder.rnn.layers] == [Int8RNN, Int8RNN]
     int8_lstm = torch.ao.nn.quantized.dynamic.LSTM
     assert [type(r) for r in eager.encoder.rnn.layers] == [int8_lstm, int8_lstm]
     assert type(model.decoder.rnn.layers[0]) is torch.nn.LSTM  # the original is left unchanged
-
-    torch._dynamo.reset()
-    counter = CompileCounterWithBackend("aot_eager")
-    compiled = compile_decoding(quantize(model, "int8", compiled=True), backend=counter)
-    b = make_batch(SRCS, None, list(range(len(SRCS))))
-    state = compiled.init_state(compiled.encode(b.src, b.src_mask))
-    before = counter.frame_count
-    compiled.decode_log_probs(torch.full((len(SRCS),), BOS_ID), state)
-    assert counter.frame_count - before == 1  # one frame: no graph break in the step
-    same_beam_search(eager, compiled, SRCS, abs=1e-4)
-    torch._dynamo.reset()
+    step_is_one_graph(eager, quantize(model, "int8", compiled=True), abs=1e-4)
 
 
 @pytest.mark.parametrize(
